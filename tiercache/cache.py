@@ -1,0 +1,262 @@
+"""`TieredCache` and `AsyncTieredCache`: the two shells over one set of flows."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from returns.result import Result
+
+from tiercache.breaker import CircuitBreaker
+from tiercache.codecs import TextCodec
+from tiercache.commands import Request
+from tiercache.composite import Assembly, assemble
+from tiercache.drivers import drive, drive_async
+from tiercache.errors import CacheError
+from tiercache.memory import MemoryTier
+from tiercache.metrics import CacheMetrics
+from tiercache.operations import CacheOperations
+from tiercache.options import CacheOptions
+from tiercache.ports import CacheMetricsProtocol, JSONObject
+from tiercache.redis_tier import AsyncRedisTier, RedisTier
+
+__all__ = ["AsyncTieredCache", "TieredCache"]
+
+
+class _Shell:
+    """What both colours share: assembly, and the parts exposed for tooling."""
+
+    def __init__(self, options: CacheOptions, metrics: CacheMetricsProtocol | None = None) -> None:
+        self.metrics: CacheMetricsProtocol = metrics if metrics is not None else CacheMetrics()
+        self._assembly: Assembly = assemble(options, TextCodec(), self.metrics)
+        self._ops = CacheOperations(
+            self._assembly.policy,
+            key_prefix=options.key_prefix,
+            namespace_separator=options.namespace_separator,
+            default_ttl=options.default_ttl,
+        )
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str | None,
+        *,
+        l1_maxsize: int | None = CacheOptions.l1_maxsize,
+        l1_ttl: float | None = CacheOptions.l1_ttl,
+        metrics: CacheMetricsProtocol | None = None,
+        **options: Any,
+    ) -> Any:
+        """Build a cache on Redis at `url` (None: L1 only; `l1_maxsize=0`: L2 only).
+
+        Other keyword options are the fields of `CacheOptions`.
+        """
+        return cls(CacheOptions(url, l1_maxsize, l1_ttl, **options), metrics)
+
+    @property
+    def options(self) -> CacheOptions:
+        """Return the options this cache was built with."""
+        return self._assembly.options
+
+    @property
+    def l1(self) -> MemoryTier | None:
+        """Return the L1 tier, if any."""
+        return self._assembly.policy.l1
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """Return the circuit breaker guarding L2, if any."""
+        return self._assembly.breaker
+
+    def __repr__(self) -> str:
+        size = self.options.l1_maxsize or 0
+        return f"<{type(self).__name__} l1={size} l2={self.options.location!r}>"
+
+
+class TieredCache(_Shell):
+    """The synchronous tiered cache; implements `SyncCacheProtocol`."""
+
+    def __init__(self, options: CacheOptions, metrics: CacheMetricsProtocol | None = None) -> None:
+        super().__init__(options, metrics)
+        self._tier: RedisTier | None = None
+        if options.url is not None:
+            assert self.breaker is not None
+            self._tier = RedisTier(options.redis_settings().sync_client(), self.breaker)
+
+    def _execute(self, request: Request) -> object:
+        assert self._tier is not None
+        return self._tier.execute(request)
+
+    @property
+    def _executor(self) -> Any:
+        return self._execute if self._tier is not None else None
+
+    def get(self, key: str) -> Result[str | None, CacheError]:
+        """Return the value of `key`, or None on a miss."""
+        return drive(self._ops.get(key), self._executor)
+
+    def get_json(self, key: str) -> Result[JSONObject | None, CacheError]:
+        """Return the JSON object stored at `key`, or None on a miss."""
+        return drive(self._ops.get_json(key), self._executor)
+
+    def set(self, key: str, value: str, ttl: int | None = None) -> Result[None, CacheError]:
+        """Store `value` at `key` for `ttl` seconds."""
+        return drive(self._ops.set(key, value, ttl), self._executor)
+
+    def set_json(
+        self, key: str, value: Mapping[str, object], ttl: int | None = None
+    ) -> Result[None, CacheError]:
+        """Store a dict as JSON at `key` for `ttl` seconds."""
+        return drive(self._ops.set_json(key, value, ttl), self._executor)
+
+    def delete(self, key: str) -> Result[bool, CacheError]:
+        """Remove `key`; False if it did not exist."""
+        return drive(self._ops.delete(key), self._executor)
+
+    def exists(self, key: str) -> Result[bool, CacheError]:
+        """Return whether `key` holds a value."""
+        return drive(self._ops.exists(key), self._executor)
+
+    def expire(self, key: str, seconds: int) -> Result[bool, CacheError]:
+        """Give `key` a new TTL; False if there is no such key."""
+        return drive(self._ops.expire(key, seconds), self._executor)
+
+    def ttl(self, key: str) -> Result[int | None, CacheError]:
+        """Return the seconds `key` has left; None if no TTL or no key."""
+        return drive(self._ops.ttl(key), self._executor)
+
+    def increment(self, key: str, amount: int = 1) -> Result[int, CacheError]:
+        """Add `amount` atomically (a missing key starts at 0)."""
+        return drive(self._ops.increment(key, amount), self._executor)
+
+    def decrement(self, key: str, amount: int = 1) -> Result[int, CacheError]:
+        """Subtract `amount` atomically (a missing key starts at 0)."""
+        return drive(self._ops.decrement(key, amount), self._executor)
+
+    def flush(self) -> Result[None, CacheError]:
+        """Remove every key of this cache (its prefix), in every tier."""
+        return drive(self._ops.flush(), self._executor)
+
+    def ping(self) -> Result[bool, CacheError]:
+        """Return True when every tier answers."""
+        return drive(self._ops.ping(), self._executor)
+
+    def delete_pattern(self, pattern: str) -> Result[int, CacheError]:
+        """Remove every key matching the glob `pattern`; return how many."""
+        return drive(self._ops.delete_pattern(pattern), self._executor)
+
+    def get_many(self, keys: Iterable[str]) -> Result[dict[str, str | None], CacheError]:
+        """Return the value (or None) of every key, with one L2 round trip."""
+        return drive(self._ops.get_many(keys), self._executor)
+
+    def set_many(
+        self, mapping: Mapping[str, str], ttl: int | None = None
+    ) -> Result[None, CacheError]:
+        """Store every item with one L2 round trip."""
+        return drive(self._ops.set_many(mapping, ttl), self._executor)
+
+    def close(self) -> None:
+        """Release this cache's connections."""
+        if self._tier is not None:
+            self._tier.close()
+
+
+class AsyncTieredCache(_Shell):
+    """The asyncio tiered cache; implements `CacheProtocol`."""
+
+    def __init__(self, options: CacheOptions, metrics: CacheMetricsProtocol | None = None) -> None:
+        super().__init__(options, metrics)
+        # redis.asyncio connections belong to the loop that opened them.
+        self._tiers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedisTier] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._executor = self._execute if options.url is not None else None
+
+    def _tier(self) -> AsyncRedisTier:
+        loop = asyncio.get_running_loop()
+        tier = self._tiers.get(loop)
+        if tier is None:
+            assert self.breaker is not None
+            client = self.options.redis_settings().async_client()
+            tier = self._tiers[loop] = AsyncRedisTier(client, self.breaker)
+        return tier
+
+    async def _execute(self, request: Request) -> object:
+        return await self._tier().execute(request)
+
+    async def get(self, key: str) -> Result[str | None, CacheError]:
+        """Return the value of `key`, or None on a miss."""
+        return await drive_async(self._ops.get(key), self._executor)
+
+    async def get_json(self, key: str) -> Result[JSONObject | None, CacheError]:
+        """Return the JSON object stored at `key`, or None on a miss."""
+        return await drive_async(self._ops.get_json(key), self._executor)
+
+    async def set(self, key: str, value: str, ttl: int | None = None) -> Result[None, CacheError]:
+        """Store `value` at `key` for `ttl` seconds."""
+        return await drive_async(self._ops.set(key, value, ttl), self._executor)
+
+    async def set_json(
+        self, key: str, value: Mapping[str, object], ttl: int | None = None
+    ) -> Result[None, CacheError]:
+        """Store a dict as JSON at `key` for `ttl` seconds."""
+        return await drive_async(self._ops.set_json(key, value, ttl), self._executor)
+
+    async def delete(self, key: str) -> Result[bool, CacheError]:
+        """Remove `key`; False if it did not exist."""
+        return await drive_async(self._ops.delete(key), self._executor)
+
+    async def exists(self, key: str) -> Result[bool, CacheError]:
+        """Return whether `key` holds a value."""
+        return await drive_async(self._ops.exists(key), self._executor)
+
+    async def expire(self, key: str, seconds: int) -> Result[bool, CacheError]:
+        """Give `key` a new TTL; False if there is no such key."""
+        return await drive_async(self._ops.expire(key, seconds), self._executor)
+
+    async def ttl(self, key: str) -> Result[int | None, CacheError]:
+        """Return the seconds `key` has left; None if no TTL or no key."""
+        return await drive_async(self._ops.ttl(key), self._executor)
+
+    async def increment(self, key: str, amount: int = 1) -> Result[int, CacheError]:
+        """Add `amount` atomically (a missing key starts at 0)."""
+        return await drive_async(self._ops.increment(key, amount), self._executor)
+
+    async def decrement(self, key: str, amount: int = 1) -> Result[int, CacheError]:
+        """Subtract `amount` atomically (a missing key starts at 0)."""
+        return await drive_async(self._ops.decrement(key, amount), self._executor)
+
+    async def flush(self) -> Result[None, CacheError]:
+        """Remove every key of this cache (its prefix), in every tier."""
+        return await drive_async(self._ops.flush(), self._executor)
+
+    async def ping(self) -> Result[bool, CacheError]:
+        """Return True when every tier answers."""
+        return await drive_async(self._ops.ping(), self._executor)
+
+    async def delete_pattern(self, pattern: str) -> Result[int, CacheError]:
+        """Remove every key matching the glob `pattern`; return how many."""
+        return await drive_async(self._ops.delete_pattern(pattern), self._executor)
+
+    async def get_many(self, keys: Iterable[str]) -> Result[dict[str, str | None], CacheError]:
+        """Return the value (or None) of every key, with one L2 round trip."""
+        return await drive_async(self._ops.get_many(keys), self._executor)
+
+    async def set_many(
+        self, mapping: Mapping[str, str], ttl: int | None = None
+    ) -> Result[None, CacheError]:
+        """Store every item with one L2 round trip."""
+        return await drive_async(self._ops.set_many(mapping, ttl), self._executor)
+
+    async def aclose(self) -> None:
+        """Release this cache's connections on the running loop; drop the others."""
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        tiers = dict(self._tiers)
+        self._tiers.clear()
+        for loop, tier in tiers.items():
+            if loop is current:
+                await tier.aclose()

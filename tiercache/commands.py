@@ -1,0 +1,126 @@
+"""The Redis commands the tier policy yields: plain data, no I/O, no redis import.
+
+A request is one command (a tuple of arguments) or a pipeline (a list of them).
+Writes that must tell other processes run as one Lua script, so the write and its
+invalidation message travel in one round trip and cannot be separated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+__all__ = [
+    "DELETE",
+    "EXPIRE",
+    "GET",
+    "INCREMENT",
+    "MGET",
+    "SCRIPTS",
+    "SET",
+    "SET_MANY",
+    "Arg",
+    "Command",
+    "Request",
+    "Script",
+    "evalsha",
+]
+
+Arg = str | bytes | int | float
+Command = tuple[Arg, ...]
+Request = Command | list[Command]
+
+
+class Script:
+    """A Lua script called by its SHA1; the driver falls back to EVAL on NOSCRIPT."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"Script({self.sha[:8]})"
+
+
+#: Every script by SHA1, so a driver can resend the source after a server restart.
+SCRIPTS: dict[str, Script] = {}
+
+
+def _script(source: str) -> Script:
+    script = Script(source)
+    SCRIPTS[script.sha] = script
+    return script
+
+
+def evalsha(script: Script, keys: list[str], *args: Arg) -> Command:
+    """Return the command that runs `script` over `keys` with `args`."""
+    return ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+# Publishing is the last two ARGV of every write script: channel ('' for none), message.
+_PUBLISH = "if ARGV[#ARGV - 1] ~= '' then redis.call('PUBLISH', ARGV[#ARGV - 1], ARGV[#ARGV]) end"
+
+#: KEYS[1] -> {value or false, remaining milliseconds (-1: none, -2: no key)}
+GET: Final = _script("return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}")
+
+#: KEYS -> {value1, pttl1, value2, pttl2, ...}
+MGET: Final = _script(
+    """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[2 * i - 1] = redis.call('GET', key)
+  out[2 * i] = redis.call('PTTL', key)
+end
+return out
+"""
+)
+
+#: KEYS[1], ARGV: value, px ('0': none), only_if_absent ('1'/'0'), channel, message -> 1/0
+SET: Final = _script(
+    """
+local args = {'SET', KEYS[1], ARGV[1]}
+if ARGV[2] ~= '0' then table.insert(args, 'PX'); table.insert(args, ARGV[2]) end
+if ARGV[3] == '1' then table.insert(args, 'NX') end
+local stored = redis.call(unpack(args))
+if not stored then return 0 end
+"""
+    + _PUBLISH
+    + "\nreturn 1"
+)
+
+#: KEYS, ARGV: value per key, px ('0': none), channel, message -> number of keys
+SET_MANY: Final = _script(
+    """
+local px = ARGV[#KEYS + 1]
+for i, key in ipairs(KEYS) do
+  if px ~= '0' then redis.call('SET', key, ARGV[i], 'PX', px)
+  else redis.call('SET', key, ARGV[i]) end
+end
+"""
+    + _PUBLISH
+    + "\nreturn #KEYS"
+)
+
+#: KEYS, ARGV: channel, message -> number of keys removed
+DELETE: Final = _script("local n = redis.call('UNLINK', unpack(KEYS))\n" + _PUBLISH + "\nreturn n")
+
+#: KEYS[1], ARGV: ms ('-1': persist), channel, message -> 1/0
+EXPIRE: Final = _script(
+    """
+local done
+if ARGV[1] == '-1' then done = redis.call('PERSIST', KEYS[1])
+else done = redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+"""
+    + _PUBLISH
+    + "\nreturn done"
+)
+
+#: KEYS[1], ARGV: amount, must_exist ('1'/'0'), channel, message -> new value or false
+INCREMENT: Final = _script(
+    """
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+"""
+    + _PUBLISH
+    + "\nreturn n"
+)

@@ -1,0 +1,70 @@
+"""Error values: every cache trouble is a `CacheError` subclass that names its cause."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CacheError",
+    "CacheReadOnly",
+    "CacheTimeout",
+    "CacheUnavailable",
+    "CircuitOpen",
+    "CorruptData",
+    "DomainError",
+    "InvalidKey",
+    "InvalidTTL",
+    "NotAnInteger",
+    "NotSerializable",
+    "ValueTooLarge",
+]
+
+
+class DomainError(Exception):
+    """Base of every error value tiercache returns."""
+
+
+class CacheError(DomainError):
+    """A cache operation did not happen; the message says why and for which key."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class CacheUnavailable(CacheError):
+    """The L2 store could not be reached (connection refused, reset, DNS...)."""
+
+
+class CacheTimeout(CacheUnavailable):
+    """The L2 store did not answer within the socket timeout."""
+
+
+class CacheReadOnly(CacheUnavailable):
+    """The L2 store refused a write (a read-only replica, or out of memory)."""
+
+
+class CircuitOpen(CacheUnavailable):
+    """The circuit breaker is open: no network attempt was made."""
+
+
+class InvalidKey(CacheError):
+    """The key is empty, not a str, too long, or has control characters."""
+
+
+class InvalidTTL(CacheError):
+    """The TTL is not a positive int of seconds within range."""
+
+
+class NotSerializable(CacheError):
+    """The value has the wrong type or cannot be serialised."""
+
+
+class ValueTooLarge(CacheError):
+    """The serialised value is over the configured size limit."""
+
+
+class NotAnInteger(CacheError):
+    """increment/decrement met a value that is not an integer."""
+
+
+class CorruptData(CacheError):
+    """Bytes read back from L2 could not be decoded; treated as a miss."""

@@ -1,0 +1,223 @@
+"""The L1 tier: a bounded, thread-safe, in-process LRU with per-entry expiry."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Final, NamedTuple
+
+import cachetools
+
+__all__ = ["MISSING", "MemoryTier"]
+
+
+class _Missing:
+    """Marks an absent entry; `None` is a value a Django user may cache."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+class _Entry(NamedTuple):
+    held: object
+    expires_at: float | None
+    size: int
+
+
+class _LRU(cachetools.LRUCache[str, _Entry]):
+    """An LRUCache that reports every entry it drops, so the byte total stays true."""
+
+    def __init__(self, maxsize: int, on_drop: Callable[[_Entry], None]) -> None:
+        super().__init__(maxsize)
+        self._on_drop = on_drop
+
+    def popitem(self) -> tuple[str, _Entry]:
+        key, entry = super().popitem()
+        self._on_drop(entry)
+        return key, entry
+
+
+class MemoryTier:
+    """Holds values for at most `default_ttl` seconds each, bounded by count and bytes.
+
+    cachetools is not thread-safe, so every access takes the lock. A sequence number
+    guards fills: a read that began before an invalidation of its key may not put
+    what it read into the tier afterwards (see `begin_read` and `fill`).
+    """
+
+    def __init__(
+        self,
+        maxsize: int = 10_000,
+        default_ttl: float | None = 60.0,
+        *,
+        max_bytes: int | None = None,
+        timer: Callable[[], float] = time.monotonic,
+        tombstones: int = 10_000,
+    ) -> None:
+        if maxsize <= 0:
+            raise ValueError(f"maxsize must be positive, got {maxsize}")
+        self.maxsize = maxsize
+        self.default_ttl = default_ttl
+        self.max_bytes = max_bytes
+        self._timer = timer
+        self._lock = threading.Lock()
+        self._bytes = 0
+        self._data = _LRU(maxsize, self._dropped)
+        # Sequence guard: the last invalidation sequence of recently invalidated keys;
+        # keys that fell out of the bounded map count as invalidated at `_floor`.
+        self._seq = 0
+        self._floor = 0
+        self._tombstones: OrderedDict[str, int] = OrderedDict()
+        self._tombstone_limit = tombstones
+
+    def _dropped(self, entry: _Entry) -> None:
+        self._bytes -= entry.size
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def bytes_used(self) -> int:
+        """Return the summed size of the held entries, as their writers measured them."""
+        return self._bytes
+
+    def get(self, key: str) -> object:
+        """Return what is held for `key`, or MISSING if absent or expired."""
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None:
+                return MISSING
+            if entry.expires_at is not None and entry.expires_at <= self._timer():
+                self._remove(key)
+                return MISSING
+            return entry.held
+
+    def remaining_ttl(self, key: str) -> float | _Missing | None:
+        """Return the seconds `key` has left (None: no expiry), or MISSING."""
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None:
+                return MISSING
+            if entry.expires_at is None:
+                return None
+            left = entry.expires_at - self._timer()
+            if left <= 0:
+                self._remove(key)
+                return MISSING
+            return left
+
+    def begin_read(self) -> int:
+        """Return a token to pass to `fill` once the slower tier has answered."""
+        return self._seq
+
+    def fill(self, key: str, held: object, ttl: float | None, since: int, size: int = 0) -> bool:
+        """Store what a read fetched, unless `key` was invalidated after `since`."""
+        with self._lock:
+            if self._tombstones.get(key, self._floor) > since:
+                return False
+            self._put(key, held, ttl, size)
+            return True
+
+    def put(self, key: str, held: object, ttl: float | None, size: int = 0) -> None:
+        """Store a value this process wrote; it supersedes any read in flight."""
+        with self._lock:
+            self._invalidate(key)
+            self._put(key, held, ttl, size)
+
+    def put_if_unchanged(
+        self, key: str, held: object, ttl: float | None, since: int, size: int = 0
+    ) -> None:
+        """Store a value written at `since`; drop the key if a newer write raced it."""
+        with self._lock:
+            raced = self._tombstones.get(key, self._floor) > since
+            self._invalidate(key)
+            if raced:
+                self._remove(key)
+            else:
+                self._put(key, held, ttl, size)
+
+    def invalidate(self, keys: Iterable[str]) -> int:
+        """Drop `keys` and refuse fills of them begun earlier; return how many were held."""
+        dropped = 0
+        with self._lock:
+            for key in keys:
+                self._invalidate(key)
+                dropped += self._remove(key)
+        return dropped
+
+    def invalidate_matching(self, pattern: re.Pattern[str]) -> int:
+        """Drop every key that `pattern` matches in full; return how many."""
+        with self._lock:
+            # Refuse every fill begun before now: a matching key may be in flight.
+            self._seq += 1
+            self._floor = self._seq
+            self._tombstones.clear()
+            matching = [key for key in self._data if pattern.fullmatch(key)]
+            for key in matching:
+                self._remove(key)
+        return len(matching)
+
+    def clear(self) -> None:
+        """Drop everything and refuse every fill begun before now."""
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+            self._seq += 1
+            self._floor = self._seq
+            self._tombstones.clear()
+
+    def update(self, key: str, change: Callable[[object], object]) -> object:
+        """Atomically replace what is held for `key` by `change(held or MISSING)`."""
+        with self._lock:
+            entry = self._data.get(key)
+            now = self._timer()
+            alive = entry is not None and (entry.expires_at is None or entry.expires_at > now)
+            new = change(entry.held if entry is not None and alive else MISSING)
+            left = None
+            if entry is not None and alive and entry.expires_at is not None:
+                left = entry.expires_at - now
+            self._invalidate(key)
+            self._put(key, new, left if alive else None, entry.size if entry else 0)
+            return new
+
+    def keys(self) -> list[str]:
+        """Return the held keys (expired ones included until next touched)."""
+        with self._lock:
+            return list(self._data)
+
+    # The helpers below expect the lock to be held.
+
+    def _invalidate(self, key: str) -> None:
+        self._seq += 1
+        self._tombstones[key] = self._seq
+        self._tombstones.move_to_end(key)
+        if len(self._tombstones) > self._tombstone_limit:
+            _, seq = self._tombstones.popitem(last=False)
+            self._floor = max(self._floor, seq)
+
+    def _remove(self, key: str) -> int:
+        entry = self._data.pop(key, None)
+        if entry is None:
+            return 0
+        self._bytes -= entry.size
+        return 1
+
+    def _put(self, key: str, held: object, ttl: float | None, size: int) -> None:
+        if self.default_ttl is not None:
+            ttl = self.default_ttl if ttl is None else min(ttl, self.default_ttl)
+        if self.max_bytes is not None and size > self.max_bytes:
+            self._remove(key)
+            return
+        self._remove(key)
+        self._data[key] = _Entry(held, None if ttl is None else self._timer() + ttl, size)
+        self._bytes += size
+        while self.max_bytes is not None and self._bytes > self.max_bytes:
+            self._data.popitem()

@@ -1,0 +1,195 @@
+"""The 15 protocol operations as flows: validation, key prefix and result shaping.
+
+Written once; `TieredCache` and `AsyncTieredCache` only drive these flows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+
+from returns.result import Failure, Result, Success
+
+from tiercache.errors import CacheError, CorruptData, NotAnInteger, NotSerializable
+from tiercache.globs import escape_glob
+from tiercache.keys import DEFAULT_NAMESPACE, check_key, check_pattern, check_ttl, namespace_of
+from tiercache.memory import MISSING
+from tiercache.policy import Flow, TierPolicy
+from tiercache.ports import JSONObject
+
+__all__ = ["CacheOperations"]
+
+
+def _none_if_missing(value: object) -> str | None:
+    return None if value is MISSING else value  # type: ignore[return-value]
+
+
+def _parse_json(key: str, text: str) -> Result[JSONObject | None, CacheError]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return Failure(CorruptData(f"value of key {key!r} is not valid JSON", key=key))
+    if not isinstance(value, dict):
+        return Failure(CorruptData(f"value of key {key!r} is not a JSON object", key=key))
+    return Success(value)
+
+
+class CacheOperations:
+    """Turns protocol calls into policy flows over prefixed keys."""
+
+    def __init__(
+        self,
+        policy: TierPolicy,
+        *,
+        key_prefix: str = "",
+        namespace_separator: str = ":",
+        default_ttl: int | None = None,
+    ) -> None:
+        self.policy = policy
+        self.key_prefix = key_prefix
+        self.separator = namespace_separator
+        self.default_ttl = default_ttl
+        self._own_keys = escape_glob(key_prefix)
+
+    def _invalid(self, error: CacheError, key: object = None) -> Failure[CacheError]:
+        namespace = namespace_of(key, self.separator) if isinstance(key, str) else None
+        return self.policy.failed(namespace or DEFAULT_NAMESPACE, error)
+
+    def _ttl(self, ttl: int | None, key: str) -> int | CacheError | None:
+        if ttl is None:
+            return self.default_ttl
+        return check_ttl(ttl, key) or ttl
+
+    def get(self, key: str) -> Flow[str | None]:
+        if (bad := check_key(key)) is not None:
+            return self._invalid(bad)
+        found = yield from self.policy.get(self.key_prefix + key, namespace_of(key, self.separator))
+        return found.map(_none_if_missing)
+
+    def get_json(self, key: str) -> Flow[JSONObject | None]:
+        text = yield from self.get(key)
+        match text:
+            case Success(str() as found):
+                parsed = _parse_json(key, found)
+                if isinstance(parsed, Failure):
+                    return self._invalid(parsed.failure(), key)
+                return parsed
+            case _:
+                return text.map(lambda _: None)
+
+    def set(self, key: str, value: str, ttl: int | None = None) -> Flow[None]:
+        if (bad := check_key(key)) is not None:
+            return self._invalid(bad)
+        seconds = self._ttl(ttl, key)
+        if isinstance(seconds, CacheError):
+            return self._invalid(seconds, key)
+        stored = yield from self.policy.set(
+            self.key_prefix + key, namespace_of(key, self.separator), value, seconds
+        )
+        return stored.map(lambda _: None)
+
+    def set_json(self, key: str, value: Mapping[str, object], ttl: int | None = None) -> Flow[None]:
+        if not isinstance(value, Mapping):
+            error = NotSerializable(
+                f"value for key {key!r} must be a dict, got {type(value).__name__}", key=key
+            )
+            return self._invalid(error, key)
+        try:
+            text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            error = NotSerializable(f"value for key {key!r} is not JSON-serialisable: {exc}")
+            error.key = key
+            return self._invalid(error, key)
+        return (yield from self.set(key, text, ttl))
+
+    def delete(self, key: str) -> Flow[bool]:
+        if (bad := check_key(key)) is not None:
+            return self._invalid(bad)
+        removed = yield from self.policy.delete(
+            [self.key_prefix + key], namespace_of(key, self.separator)
+        )
+        return removed.map(bool)
+
+    def exists(self, key: str) -> Flow[bool]:
+        if (bad := check_key(key)) is not None:
+            return self._invalid(bad)
+        return (
+            yield from self.policy.exists(self.key_prefix + key, namespace_of(key, self.separator))
+        )
+
+    def expire(self, key: str, seconds: int) -> Flow[bool]:
+        if (bad := check_key(key) or check_ttl(seconds, key)) is not None:
+            return self._invalid(bad, key)
+        return (
+            yield from self.policy.expire(
+                self.key_prefix + key, namespace_of(key, self.separator), seconds
+            )
+        )
+
+    def ttl(self, key: str) -> Flow[int | None]:
+        if (bad := check_key(key)) is not None:
+            return self._invalid(bad)
+        left = yield from self.policy.ttl(self.key_prefix + key, namespace_of(key, self.separator))
+        return left.map(lambda s: math.ceil(s) if isinstance(s, float | int) else None)
+
+    def increment(self, key: str, amount: int = 1) -> Flow[int]:
+        if (bad := check_key(key)) is not None:
+            return self._invalid(bad)
+        if type(amount) is not int:
+            error = NotAnInteger(f"amount must be an int, got {type(amount).__name__}", key=key)
+            return self._invalid(error, key)
+        total = yield from self.policy.increment(
+            self.key_prefix + key, namespace_of(key, self.separator), amount
+        )
+        return total.map(lambda n: n or 0)
+
+    def decrement(self, key: str, amount: int = 1) -> Flow[int]:
+        if type(amount) is not int:
+            error = NotAnInteger(f"amount must be an int, got {type(amount).__name__}", key=key)
+            return self._invalid(error, key)
+        return (yield from self.increment(key, -amount))
+
+    def flush(self) -> Flow[None]:
+        removed = yield from self.policy.delete_matching(self._own_keys + "*", DEFAULT_NAMESPACE)
+        return removed.map(lambda _: None)
+
+    def ping(self) -> Flow[bool]:
+        return (yield from self.policy.ping())
+
+    def delete_pattern(self, pattern: str) -> Flow[int]:
+        if (bad := check_pattern(pattern)) is not None:
+            return self._invalid(bad)
+        return (
+            yield from self.policy.delete_matching(
+                self._own_keys + pattern, namespace_of(pattern, self.separator)
+            )
+        )
+
+    def get_many(self, keys: Iterable[str]) -> Flow[dict[str, str | None]]:
+        wanted = list(keys) if not isinstance(keys, str) else [keys]
+        for key in wanted:
+            if (bad := check_key(key)) is not None:
+                return self._invalid(bad)
+        prefix = self.key_prefix
+        found = yield from self.policy.get_many(
+            [(prefix + key, namespace_of(key, self.separator)) for key in wanted]
+        )
+        return found.map(
+            lambda hits: {key: hits.get(prefix + key) for key in wanted}  # type: ignore[misc]
+        )
+
+    def set_many(self, mapping: Mapping[str, str], ttl: int | None = None) -> Flow[None]:
+        for key in mapping:
+            if (bad := check_key(key)) is not None:
+                return self._invalid(bad)
+        seconds = self._ttl(ttl, "")
+        if isinstance(seconds, CacheError):
+            return self._invalid(seconds)
+        prefix = self.key_prefix
+        items = [
+            (prefix + key, namespace_of(key, self.separator), value)
+            for key, value in mapping.items()
+        ]
+        stored = yield from self.policy.set_many(items, seconds)
+        return stored.map(lambda _: None)

@@ -1,0 +1,424 @@
+"""The tier policy, written once as sans-IO flows for both the sync and async shells.
+
+Each operation is a generator: it consults L1, yields the Redis requests it needs
+(see `tiercache.commands`), receives their replies, or has a `CacheError` thrown in,
+and returns a `Result`. `tiercache.drivers` runs flows over redis-py's sync or async
+client; neither colour calls the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import Protocol, TypeVar
+
+from returns.result import Failure, Result, Success
+
+from tiercache import commands
+from tiercache.codecs import Codec
+from tiercache.errors import CacheError, CorruptData, NotAnInteger, ValueTooLarge
+from tiercache.globs import glob_to_regex
+from tiercache.memory import MISSING, MemoryTier
+from tiercache.messages import Op
+from tiercache.ports import CacheMetricsProtocol
+
+__all__ = ["Flow", "InvalidationBus", "TierPolicy"]
+
+T = TypeVar("T")
+Flow = Generator[commands.Request, object, Result[T, CacheError]]
+
+_SCAN_COUNT = 1000
+_DELETE_BATCH = 500
+
+
+class InvalidationBus(Protocol):
+    """Where writes announce themselves to the L1s of this and other processes."""
+
+    @property
+    def channel(self) -> str:
+        """Return the pub/sub channel, or '' when other processes are not told."""
+        ...
+
+    def message(self, op: Op, keys: Sequence[str] = (), pattern: str = "") -> str:
+        """Return the text that tells other processes about a change."""
+        ...
+
+    def announce_locally(
+        self, source: MemoryTier | None, op: Op, keys: Sequence[str] = (), pattern: str = ""
+    ) -> None:
+        """Apply a change to every other L1 of this process, synchronously."""
+        ...
+
+    def fills_allowed(self) -> bool:
+        """Return whether L1 may be filled from L2 now (false while deaf to others)."""
+        ...
+
+
+def _ms(seconds: float | None) -> int:
+    """Return a TTL in whole milliseconds for Redis, 0 meaning none."""
+    return 0 if seconds is None else max(1, round(seconds * 1000))
+
+
+class TierPolicy:
+    """Read-through and write-through over an optional L1 and an optional L2."""
+
+    def __init__(
+        self,
+        *,
+        l1: MemoryTier | None,
+        has_l2: bool,
+        codec: Codec,
+        bus: InvalidationBus,
+        metrics: CacheMetricsProtocol | None = None,
+        max_value_bytes: int | None = None,
+    ) -> None:
+        if l1 is None and not has_l2:
+            raise ValueError("a cache needs at least one tier: give an L1 size or a Redis URL")
+        self.l1 = l1
+        self.has_l2 = has_l2
+        self.codec = codec
+        self.bus = bus
+        self.metrics = metrics
+        self.max_value_bytes = max_value_bytes
+
+    # -- metrics ---------------------------------------------------------------------
+
+    def _hit(self, namespace: str, tier: str) -> None:
+        if self.metrics is not None:
+            self.metrics.record_hit(namespace, tier)
+
+    def _miss(self, namespace: str) -> None:
+        if self.metrics is not None:
+            self.metrics.record_miss(namespace)
+
+    def _error(self, namespace: str, error: CacheError) -> None:
+        if self.metrics is not None:
+            self.metrics.record_error(namespace, type(error).__name__)
+
+    def failed(self, namespace: str, error: CacheError) -> Failure[CacheError]:
+        """Count `error` against `namespace` and return it as a `Failure`."""
+        self._error(namespace, error)
+        return Failure(error)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _decode(self, key: str, namespace: str, raw: object) -> object:
+        """Return the value of a Redis reply, or MISSING (counted) if it is corrupt."""
+        if not isinstance(raw, bytes):
+            return MISSING
+        try:
+            return self.codec.loads(raw)
+        except CorruptData as error:
+            error.key = key
+            self._error(namespace, error)
+            return MISSING
+
+    def _encode(self, key: str, value: object) -> bytes:
+        raw = self.codec.dumps(value)
+        if self.max_value_bytes is not None and len(raw) > self.max_value_bytes:
+            raise ValueTooLarge(
+                f"value for key {key!r} is {len(raw)} bytes, over the limit of "
+                f"{self.max_value_bytes}",
+                key=key,
+            )
+        return raw
+
+    def _fill(self, key: str, value: object, raw: bytes, pttl: object, since: int) -> None:
+        """Put what L2 answered into L1, never for longer than L2 keeps it."""
+        if self.l1 is None or not self.bus.fills_allowed():
+            return
+        if isinstance(pttl, int) and pttl > 0:
+            ttl: float | None = pttl / 1000
+        elif pttl == -1:
+            ttl = None
+        else:
+            return  # expired between GET and PTTL, or unknown
+        self.l1.fill(key, self.codec.to_l1(value, raw), ttl, since, len(raw))
+
+    def _message(self, op: Op, keys: Sequence[str] = (), pattern: str = "") -> tuple[str, str]:
+        """Return the channel and message that tell other processes about a change."""
+        channel = self.bus.channel
+        return channel, (self.bus.message(op, keys, pattern) if channel else "")
+
+    def _announce(self, op: Op, keys: Sequence[str] = (), pattern: str = "") -> None:
+        """Tell this process's other L1s, once the change is in the shared tier."""
+        self.bus.announce_locally(self.l1, op, keys, pattern)
+
+    # -- reads -----------------------------------------------------------------------
+
+    def get(self, key: str, namespace: str) -> Flow[object]:
+        """Return the value of `key`, or MISSING."""
+        l1 = self.l1
+        since = 0
+        if l1 is not None:
+            held = l1.get(key)
+            if held is not MISSING:
+                self._hit(namespace, "l1")
+                return Success(self.codec.from_l1(held))
+            if not self.has_l2:
+                self._miss(namespace)
+                return Success(MISSING)
+            since = l1.begin_read()
+        try:
+            reply = yield commands.evalsha(commands.GET, [key])
+        except CacheError as error:
+            return self.failed(namespace, error)
+        raw, pttl = reply if isinstance(reply, list) else (None, None)
+        value = self._decode(key, namespace, raw)
+        if value is MISSING:
+            self._miss(namespace)
+            return Success(MISSING)
+        self._hit(namespace, "l2")
+        self._fill(key, value, raw, pttl, since)  # type: ignore[arg-type]
+        return Success(value)
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> Flow[dict[str, object]]:
+        """Return the values found for (key, namespace) pairs, keyed by key."""
+        found: dict[str, object] = {}
+        wanted: list[tuple[str, str]] = []
+        l1 = self.l1
+        for key, namespace in keys:
+            held = l1.get(key) if l1 is not None else MISSING
+            if held is MISSING:
+                wanted.append((key, namespace))
+            else:
+                self._hit(namespace, "l1")
+                found[key] = self.codec.from_l1(held)
+        if not wanted:
+            return Success(found)
+        if not self.has_l2:
+            for _, namespace in wanted:
+                self._miss(namespace)
+            return Success(found)
+        since = l1.begin_read() if l1 is not None else 0
+        try:
+            reply = yield commands.evalsha(commands.MGET, [key for key, _ in wanted])
+        except CacheError as error:
+            return self.failed(wanted[0][1], error)
+        replies = reply if isinstance(reply, list) else []
+        for index, (key, namespace) in enumerate(wanted):
+            raw = replies[2 * index] if 2 * index < len(replies) else None
+            value = self._decode(key, namespace, raw)
+            if value is MISSING:
+                self._miss(namespace)
+                continue
+            self._hit(namespace, "l2")
+            self._fill(key, value, raw, replies[2 * index + 1], since)  # type: ignore[arg-type]
+            found[key] = value
+        return Success(found)
+
+    def exists(self, key: str, namespace: str) -> Flow[bool]:
+        """Return whether `key` holds a value in any tier."""
+        if self.l1 is not None and self.l1.get(key) is not MISSING:
+            return Success(True)
+        if not self.has_l2:
+            return Success(False)
+        try:
+            reply = yield ("EXISTS", key)
+        except CacheError as error:
+            return self.failed(namespace, error)
+        return Success(reply == 1)
+
+    def ttl(self, key: str, namespace: str) -> Flow[float | object | None]:
+        """Return the seconds `key` has left, None for no expiry, or MISSING."""
+        if not self.has_l2:
+            assert self.l1 is not None
+            return Success(self.l1.remaining_ttl(key))
+        try:
+            reply = yield ("PTTL", key)
+        except CacheError as error:
+            return self.failed(namespace, error)
+        if reply == -2 or not isinstance(reply, int):
+            return Success(MISSING)
+        return Success(None if reply == -1 else reply / 1000)
+
+    def ping(self) -> Flow[bool]:
+        """Return True when every configured tier answers."""
+        if not self.has_l2:
+            return Success(True)
+        try:
+            reply = yield ("PING",)
+        except CacheError as error:
+            return Failure(error)
+        return Success(bool(reply))
+
+    # -- writes ----------------------------------------------------------------------
+
+    def set(
+        self,
+        key: str,
+        namespace: str,
+        value: object,
+        ttl: float | None,
+        *,
+        only_if_absent: bool = False,
+    ) -> Flow[bool]:
+        """Store `value` for `ttl` seconds (None: no expiry); return whether it was stored."""
+        try:
+            raw = self._encode(key, value)
+        except CacheError as error:
+            error.key = key
+            return self.failed(namespace, error)
+        l1 = self.l1
+        if not self.has_l2:
+            assert l1 is not None
+            if only_if_absent and l1.get(key) is not MISSING:
+                return Success(False)
+            l1.put(key, self.codec.to_l1(value, raw), ttl, len(raw))
+            self._announce("keys", (key,))
+            return Success(True)
+        since = l1.begin_read() if l1 is not None else 0
+        channel, message = self._message("keys", (key,))
+        try:
+            stored = yield commands.evalsha(
+                commands.SET, [key], raw, _ms(ttl), int(only_if_absent), channel, message
+            )
+        except CacheError as error:
+            if l1 is not None:
+                l1.invalidate((key,))
+            return self.failed(namespace, error)
+        if l1 is not None:
+            if stored:
+                l1.put_if_unchanged(key, self.codec.to_l1(value, raw), ttl, since, len(raw))
+            else:
+                l1.invalidate((key,))  # someone else's value won: our copy may be stale
+        if stored:
+            self._announce("keys", (key,))
+        return Success(bool(stored))
+
+    def set_many(
+        self, items: Sequence[tuple[str, str, object]], ttl: float | None
+    ) -> Flow[list[str]]:
+        """Store (key, namespace, value) triples in one round trip; return failed keys."""
+        encoded: list[tuple[str, object, bytes]] = []
+        for key, namespace, value in items:
+            try:
+                encoded.append((key, value, self._encode(key, value)))
+            except CacheError as error:
+                error.key = key
+                return self.failed(namespace, error)
+        if not encoded:
+            return Success([])
+        keys = [key for key, _, _ in encoded]
+        l1 = self.l1
+        if not self.has_l2:
+            assert l1 is not None
+            for key, value, raw in encoded:
+                l1.put(key, self.codec.to_l1(value, raw), ttl, len(raw))
+            self._announce("keys", keys)
+            return Success([])
+        since = l1.begin_read() if l1 is not None else 0
+        channel, message = self._message("keys", keys)
+        try:
+            yield commands.evalsha(
+                commands.SET_MANY, keys, *(raw for _, _, raw in encoded), _ms(ttl), channel, message
+            )
+        except CacheError as error:
+            if l1 is not None:
+                l1.invalidate(keys)
+            return self.failed(items[0][1], error)
+        if l1 is not None:
+            for key, value, raw in encoded:
+                l1.put_if_unchanged(key, self.codec.to_l1(value, raw), ttl, since, len(raw))
+        self._announce("keys", keys)
+        return Success([])
+
+    def delete(self, keys: Sequence[str], namespace: str) -> Flow[int]:
+        """Remove `keys` from every tier; return how many existed."""
+        l1 = self.l1
+        held = l1.invalidate(keys) if l1 is not None else 0
+        self._announce("keys", keys)
+        if not self.has_l2:
+            return Success(held)
+        removed = 0
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = list(keys[start : start + _DELETE_BATCH])
+            channel, message = self._message("keys", batch)
+            try:
+                reply = yield commands.evalsha(commands.DELETE, batch, channel, message)
+            except CacheError as error:
+                return self.failed(namespace, error)
+            removed += reply if isinstance(reply, int) else 0
+        return Success(removed)
+
+    def expire(self, key: str, namespace: str, ttl: float | None) -> Flow[bool]:
+        """Give `key` a new TTL (None: keep it forever); return whether the key exists."""
+        l1 = self.l1
+        if not self.has_l2:
+            assert l1 is not None
+            held = l1.get(key)
+            if held is MISSING:
+                return Success(False)
+            l1.put(key, held, ttl)
+            return Success(True)
+        if l1 is not None:
+            l1.invalidate((key,))
+        channel, message = self._message("keys", (key,))
+        millis = -1 if ttl is None else _ms(ttl)
+        try:
+            reply = yield commands.evalsha(commands.EXPIRE, [key], millis, channel, message)
+        except CacheError as error:
+            return self.failed(namespace, error)
+        self._announce("keys", (key,))
+        return Success(reply == 1)
+
+    def increment(
+        self, key: str, namespace: str, amount: int, *, must_exist: bool = False
+    ) -> Flow[int | None]:
+        """Add `amount` atomically; return the new value, or None if absent and must exist."""
+        l1 = self.l1
+        if not self.has_l2:
+            assert l1 is not None
+            try:
+                return Success(self._increment_l1(l1, key, amount, must_exist))
+            except CacheError as error:
+                return self.failed(namespace, error)
+        if l1 is not None:
+            l1.invalidate((key,))
+        channel, message = self._message("keys", (key,))
+        try:
+            reply = yield commands.evalsha(
+                commands.INCREMENT, [key], amount, int(must_exist), channel, message
+            )
+        except NotAnInteger as error:
+            error.key = key
+            return self.failed(namespace, error)
+        except CacheError as error:
+            return self.failed(namespace, error)
+        self._announce("keys", (key,))
+        return Success(reply if isinstance(reply, int) else None)
+
+    def _increment_l1(self, l1: MemoryTier, key: str, amount: int, must_exist: bool) -> int | None:
+        def change(held: object) -> object:
+            current = 0 if held is MISSING else self.codec.to_int(self.codec.from_l1(held))
+            if current is None:
+                raise NotAnInteger(f"value of key {key!r} is not an integer", key=key)
+            return self.codec.to_l1(self.codec.from_int(current + amount), b"")
+
+        if must_exist and l1.get(key) is MISSING:
+            return None
+        return self.codec.to_int(self.codec.from_l1(l1.update(key, change)))
+
+    def delete_matching(self, glob: str, namespace: str) -> Flow[int]:
+        """Remove every key matching the Redis glob `glob`; return how many."""
+        held = self.l1.invalidate_matching(glob_to_regex(glob)) if self.l1 is not None else 0
+        self._announce("pattern", pattern=glob)
+        if not self.has_l2:
+            return Success(held)
+        removed = 0
+        cursor: int = 0
+        try:
+            while True:
+                reply = yield ("SCAN", cursor, "MATCH", glob, "COUNT", _SCAN_COUNT)
+                cursor, batch = reply if isinstance(reply, list | tuple) else (0, [])
+                cursor = int(cursor)
+                if batch:
+                    count = yield ("UNLINK", *batch)
+                    removed += count if isinstance(count, int) else 0
+                if cursor == 0:
+                    break
+            channel, message = self._message("pattern", pattern=glob)
+            if channel:
+                yield ("PUBLISH", channel, message)
+        except CacheError as error:
+            return self.failed(namespace, error)
+        return Success(removed)

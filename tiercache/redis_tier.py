@@ -1,0 +1,202 @@
+"""The L2 tier over redis-py: the only module that imports `redis`.
+
+It runs the requests the policy yields, on redis-py's sync or asyncio client, and
+translates every redis-py exception into a `CacheError` subclass at this boundary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+import redis.exceptions as rex
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from tiercache.breaker import CircuitBreaker
+from tiercache.commands import SCRIPTS, Command, Request
+from tiercache.errors import (
+    CacheError,
+    CacheReadOnly,
+    CacheTimeout,
+    CacheUnavailable,
+    CircuitOpen,
+    CorruptData,
+    NotAnInteger,
+)
+
+__all__ = ["AsyncRedisTier", "RedisSettings", "RedisTier", "redact_url"]
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """How to reach Redis; timeouts are small so a sick Redis fails fast."""
+
+    url: str
+    connect_timeout: float = 0.25
+    socket_timeout: float = 0.5
+    max_connections: int | None = None
+
+    def client_options(self) -> dict[str, object]:
+        """Return the keyword arguments shared by the sync and async clients."""
+        options: dict[str, object] = {
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_timeout": self.socket_timeout,
+            # One immediate retry heals a pooled connection that a server restart
+            # closed; more, or a backoff, would only make a dead server slower to see.
+            "retry": Retry(NoBackoff(), 1, supported_errors=(rex.ConnectionError,)),
+            "health_check_interval": 0,
+        }
+        if self.max_connections is not None:
+            options["max_connections"] = self.max_connections
+        return options
+
+    def sync_client(self) -> redis.Redis:
+        """Return a new sync client with its own connection pool."""
+        return redis.Redis.from_url(self.url, **self.client_options())
+
+    def async_client(self) -> redis.asyncio.Redis:
+        """Return a new asyncio client (bind it to one event loop only)."""
+        return redis.asyncio.Redis.from_url(self.url, **self.client_options())  # type: ignore[arg-type]
+
+
+def redact_url(url: str) -> str:
+    """Return `url` with any password replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
+
+
+def _error_from(exc: rex.RedisError) -> CacheError:
+    """Translate a redis-py exception into the `CacheError` that names its cause."""
+    text = _PASSWORD_IN_TEXT.sub(r"\1***@", str(exc))
+    if isinstance(exc, rex.TimeoutError):
+        return CacheTimeout(f"Redis did not answer in time: {text}")
+    if isinstance(exc, rex.ReadOnlyError | rex.OutOfMemoryError):
+        return CacheReadOnly(f"Redis refused the write: {text}")
+    if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
+        return CacheUnavailable("Redis refused our credentials")
+    if isinstance(exc, rex.ConnectionError | rex.BusyLoadingError):
+        return CacheUnavailable(f"Redis is unreachable: {text}")
+    if isinstance(exc, rex.ResponseError):
+        if "not an integer" in text or "overflow" in text:
+            return NotAnInteger(f"value is not an integer: {text}")
+        if "WRONGTYPE" in text:
+            return CorruptData(f"key holds a Redis type other than a string: {text}")
+        if "READONLY" in text:
+            return CacheReadOnly(f"Redis refused the write: {text}")
+    return CacheError(f"Redis error: {text}")
+
+
+def _with_source(command: Command) -> Command:
+    """Return an EVALSHA command as EVAL with the script's source."""
+    return ("EVAL", SCRIPTS[str(command[1])].source, *command[2:])
+
+
+class _Boundary:
+    """What both tiers share: the breaker check and the exception translation."""
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.breaker = breaker
+
+    def _check_breaker(self) -> None:
+        if not self.breaker.allow():
+            raise CircuitOpen("Redis circuit is open after repeated failures; not trying")
+
+    def _fail(self, exc: rex.RedisError) -> NoReturn:
+        error = _error_from(exc)
+        if isinstance(error, CacheUnavailable) and not isinstance(error, CacheReadOnly):
+            self.breaker.record_failure()
+        else:
+            self.breaker.record_success()
+        raise error from None
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except rex.RedisError as exc:
+            self._fail(exc)
+        except OSError as exc:  # a TLS or socket error redis-py did not wrap
+            self.breaker.record_failure()
+            raise CacheUnavailable(f"Redis is unreachable: {exc}") from None
+        self.breaker.record_success()
+
+
+class RedisTier(_Boundary):
+    """Runs requests on a sync `redis.Redis`."""
+
+    def __init__(self, client: redis.Redis, breaker: CircuitBreaker) -> None:
+        super().__init__(breaker)
+        self.client = client
+
+    def execute(self, request: Request) -> object:
+        """Run one command or a pipeline; raise `CacheError` on trouble."""
+        self._check_breaker()
+        with self._translated():
+            try:
+                return self._send(request)
+            except rex.NoScriptError:
+                return self._send(self._resend_scripts(request))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, request: Request) -> object:
+        if isinstance(request, tuple):
+            return self.client.execute_command(*request)  # type: ignore[no-untyped-call]
+        pipe = self.client.pipeline(transaction=False)
+        for command in request:
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        return pipe.execute()
+
+    @staticmethod
+    def _resend_scripts(request: Request) -> Request:
+        if isinstance(request, tuple):
+            return _with_source(request) if request[0] == "EVALSHA" else request
+        return [_with_source(c) if c[0] == "EVALSHA" else c for c in request]
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.client.close()
+
+
+class AsyncRedisTier(_Boundary):
+    """Runs requests on a `redis.asyncio.Redis` bound to one event loop."""
+
+    def __init__(self, client: redis.asyncio.Redis, breaker: CircuitBreaker) -> None:
+        super().__init__(breaker)
+        self.client = client
+
+    async def execute(self, request: Request) -> object:
+        """Run one command or a pipeline; raise `CacheError` on trouble."""
+        self._check_breaker()
+        with self._translated():
+            try:
+                return await self._send(request)
+            except rex.NoScriptError:
+                return await self._send(RedisTier._resend_scripts(request))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(self, request: Request) -> object:
+        if isinstance(request, tuple):
+            return await self.client.execute_command(*request)  # type: ignore[no-untyped-call]
+        pipe = self.client.pipeline(transaction=False)
+        for command in request:
+            pipe.execute_command(*command)
+        return await pipe.execute()
+
+    async def aclose(self) -> None:
+        """Release the connection pool."""
+        await self.client.aclose()
