@@ -145,19 +145,29 @@ class TierPolicy:
 
     # -- reads -----------------------------------------------------------------------
 
+    def cached(self, key: str, namespace: str) -> object:
+        """Return the L1 value of `key` (counting the hit), or MISSING; no I/O."""
+        if self.l1 is None:
+            return MISSING
+        held = self.l1.get(key)
+        if held is MISSING:
+            return MISSING
+        self._hit(namespace, "l1")
+        return self.codec.from_l1(held)
+
     def get(self, key: str, namespace: str) -> Flow[object]:
         """Return the value of `key`, or MISSING."""
-        l1 = self.l1
-        since = 0
-        if l1 is not None:
-            held = l1.get(key)
-            if held is not MISSING:
-                self._hit(namespace, "l1")
-                return Success(self.codec.from_l1(held))
-            if not self.has_l2:
-                self._miss(namespace)
-                return Success(MISSING)
-            since = l1.begin_read()
+        value = self.cached(key, namespace)
+        if value is not MISSING:
+            return Success(value)
+        return (yield from self.fetch(key, namespace))
+
+    def fetch(self, key: str, namespace: str) -> Flow[object]:
+        """Return the value of `key` from L2 (filling L1), or MISSING; L1 was missed."""
+        if not self.has_l2:
+            self._miss(namespace)
+            return Success(MISSING)
+        since = self.l1.begin_read() if self.l1 is not None else 0
         try:
             reply = yield commands.evalsha(commands.GET, [key])
         except CacheError as error:
@@ -379,9 +389,9 @@ class TierPolicy:
             reply = yield commands.evalsha(
                 commands.INCREMENT, [key], amount, int(must_exist), channel, message
             )
-        except NotAnInteger as error:
-            error.key = key
-            return self.failed(namespace, error)
+        except NotAnInteger:
+            wrong = NotAnInteger(f"value of key {key!r} is not an integer", key=key)
+            return self.failed(namespace, wrong)
         except CacheError as error:
             return self.failed(namespace, error)
         self._announce("keys", (key,))

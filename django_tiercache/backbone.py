@@ -1,0 +1,132 @@
+"""What all instances of one cache alias share in a process: tiers, bus, clients.
+
+Django builds a backend instance per thread and per async context; they must share
+one L1 (or hit rates collapse) and one connection pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from django_tiercache.codec import DjangoCodec
+from django_tiercache.options import BackendOptions
+from django_tiercache.serializers import Serializer
+from tiercache import CacheOptions, registry
+from tiercache.commands import Request
+from tiercache.composite import Assembly, assemble
+from tiercache.errors import CacheError
+from tiercache.ports import CacheMetricsProtocol
+from tiercache.redis_tier import AsyncRedisTier, RedisTier
+
+__all__ = ["Backbone", "backbone_for"]
+
+logger = logging.getLogger("django_tiercache")
+
+_LOG_EVERY = 10.0  # seconds between two log lines about the same kind of failure
+
+
+class Backbone:
+    """The shared parts of one alias: policy, codec, sync tier, async tiers per loop."""
+
+    def __init__(
+        self, alias: str, location: str, options: BackendOptions, metrics: CacheMetricsProtocol
+    ) -> None:
+        self.alias = alias
+        self.options = options
+        self.core_options = CacheOptions(
+            url=location or None,
+            l1_maxsize=options.L1_MAXSIZE,
+            l1_ttl=options.L1_TTL,
+            l1_max_bytes=options.L1_MAX_BYTES,
+            key_prefix=options.REDIS_PREFIX,
+            namespace_separator=options.NAMESPACE_SEPARATOR,
+            max_value_bytes=options.MAX_VALUE_BYTES,
+            connect_timeout=options.CONNECT_TIMEOUT,
+            socket_timeout=options.SOCKET_TIMEOUT,
+            max_connections=options.MAX_CONNECTIONS,
+            invalidation=options.INVALIDATION,
+            breaker_threshold=options.BREAKER_THRESHOLD,
+            breaker_reset=options.BREAKER_RESET,
+        )
+        self.codec = DjangoCodec(_serializer(options))
+        self.assembly: Assembly = assemble(self.core_options, self.codec, metrics)
+        self.policy = self.assembly.policy
+        self.sync_tier: RedisTier | None = None
+        if self.core_options.url is not None:
+            assert self.assembly.breaker is not None
+            client = self.core_options.redis_settings().sync_client()
+            self.sync_tier = RedisTier(client, self.assembly.breaker)
+        self._last_logged: dict[str, float] = {}
+
+    def execute(self, request: Request) -> object:
+        """Run a request on the sync client."""
+        assert self.sync_tier is not None
+        return self.sync_tier.execute(request)
+
+    async def execute_async(self, request: Request) -> object:
+        """Run a request on the client of the running event loop."""
+        return await registry.per_loop(("django_tiercache", id(self)), self._async_tier).execute(
+            request
+        )
+
+    def _async_tier(self) -> AsyncRedisTier:
+        assert self.assembly.breaker is not None
+        client = self.core_options.redis_settings().async_client()
+        return AsyncRedisTier(client, self.assembly.breaker)
+
+    @property
+    def sync_executor(self) -> Callable[[Request], object] | None:
+        """Return the sync executor, or None for an L1-only cache."""
+        return self.execute if self.sync_tier is not None else None
+
+    @property
+    def async_executor(self) -> Callable[[Request], Any] | None:
+        """Return the async executor, or None for an L1-only cache."""
+        return self.execute_async if self.sync_tier is not None else None
+
+    def log_failure(self, operation: str, error: CacheError) -> None:
+        """Log a failure, at most once per kind every few seconds (no flooding)."""
+        kind = type(error).__name__
+        now = time.monotonic()
+        if now - self._last_logged.get(kind, -_LOG_EVERY) < _LOG_EVERY:
+            return
+        self._last_logged[kind] = now
+        logger.warning(
+            "cache %r: %s failed (%s: %s); serving without Redis",
+            self.alias,
+            operation,
+            kind,
+            error,
+        )
+
+    def close(self) -> None:
+        """Release the sync connection pool."""
+        if self.sync_tier is not None:
+            self.sync_tier.close()
+
+
+def _serializer(options: BackendOptions) -> Serializer:
+    factory = import_string(options.SERIALIZER)
+    signing_key = options.SIGNING_KEY or settings.SECRET_KEY
+    serializer: Serializer = factory(signing_key)
+    return serializer
+
+
+def backbone_for(
+    alias: str,
+    location: str,
+    options: BackendOptions,
+    metrics: Callable[[], CacheMetricsProtocol],
+) -> Backbone:
+    """Return the process-wide backbone of an alias, building it once."""
+    return registry.shared(
+        ("django_tiercache", alias, location, options),
+        lambda: Backbone(alias, location, options, metrics()),
+        close=Backbone.close,
+    )

@@ -1,0 +1,428 @@
+"""`TieredCache`: tiercache as a Django cache backend (`CACHES[alias]["BACKEND"]`).
+
+Each operation is written once as a flow (`_get`, `_set`, ...); the sync methods and
+their native `a*` twins only drive it, then `_settle` turns failures into Django's
+fail-open answers.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from returns.result import Result, Success
+
+from django_tiercache.backbone import Backbone, backbone_for
+from django_tiercache.options import BackendOptions, parse_options
+from tiercache.breaker import CircuitBreaker
+from tiercache.drivers import drive, drive_async
+from tiercache.errors import CacheError, NotSerializable
+from tiercache.globs import escape_glob
+from tiercache.keys import namespace_of
+from tiercache.memory import MISSING, MemoryTier
+from tiercache.policy import Flow
+from tiercache.ports import CacheMetricsProtocol
+
+__all__ = ["TieredCache"]
+
+T = TypeVar("T")
+Timeout = float | int | None | object
+
+# Django's memcached-compatibility warnings are slow to compute; this finds, in one
+# C-level search, the keys that may need one.
+_MAYBE_WARN = re.compile(r"[\x00-\x20\x7f]")
+_MEMCACHE_MAX_KEY_LENGTH = 250
+
+
+def _metrics_for(alias: str) -> CacheMetricsProtocol:
+    try:
+        from django_tiercache.metrics import metrics_for
+    except ImportError:  # TODO(remove): until django_tiercache.metrics lands
+        from tiercache import CacheMetrics
+
+        return CacheMetrics()
+    return metrics_for(alias)
+
+
+def _alias_of(location: str, params: Mapping[str, Any]) -> str:
+    """Return the CACHES alias whose settings built this backend (Django doesn't say)."""
+    for alias, conf in getattr(settings, "CACHES", {}).items():
+        rest = {k: v for k, v in conf.items() if k not in ("BACKEND", "LOCATION")}
+        if conf.get("LOCATION", "") == location and rest == dict(params):
+            return str(alias)
+    return location or "memory"
+
+
+class TieredCache(BaseCache):
+    """A Django cache: in-process L1 ahead of Redis, failing open when Redis fails."""
+
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        self.options: BackendOptions = parse_options(params.get("OPTIONS"))
+        self.alias = _alias_of(server, params)
+        self._backbone: Backbone = backbone_for(
+            self.alias, server, self.options, lambda: _metrics_for(self.alias)
+        )
+        self._policy = self._backbone.policy
+        self._prefix = self.options.REDIS_PREFIX
+        self._separator = self.options.NAMESPACE_SEPARATOR
+
+    # -- what tooling reads ----------------------------------------------------------
+
+    @property
+    def metrics(self) -> CacheMetricsProtocol:
+        """Return the metrics store of this alias."""
+        metrics = self._policy.metrics
+        assert metrics is not None
+        return metrics
+
+    @property
+    def l1(self) -> MemoryTier | None:
+        """Return the in-process tier, if any."""
+        return self._policy.l1
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """Return the circuit breaker guarding Redis, if any."""
+        return self._backbone.assembly.breaker
+
+    @property
+    def bus_healthy(self) -> bool:
+        """Return whether this process hears other processes' invalidations."""
+        return self._backbone.assembly.bus.healthy
+
+    def describe(self) -> dict[str, object]:
+        """Return a summary of the configuration, safe to show (no password)."""
+        core = self._backbone.core_options
+        return {
+            "alias": self.alias,
+            "location": core.location,
+            "l1_maxsize": core.l1_maxsize,
+            "l1_ttl": core.l1_ttl,
+            "redis_prefix": self._prefix,
+            "key_prefix": self.key_prefix,
+            "version": self.version,
+            "default_timeout": self.default_timeout,
+            "serializer": self.options.SERIALIZER,
+            "invalidation": core.invalidation,
+            "connect_timeout": core.connect_timeout,
+            "socket_timeout": core.socket_timeout,
+            "max_value_bytes": core.max_value_bytes,
+        }
+
+    def redis_health(self) -> dict[str, object]:
+        """Return ping latency, version and memory of Redis; never raises."""
+        health: dict[str, object] = {
+            "reachable": False,
+            "latency_ms": None,
+            "version": None,
+            "used_memory": None,
+            "error": None,
+        }
+        if self._backbone.sync_tier is None:
+            health["error"] = "no Redis configured (L1 only)"
+            return health
+        try:
+            started = time.perf_counter()
+            self._backbone.execute(("PING",))
+            health["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+            info = self._backbone.execute(("INFO",))
+        except CacheError as error:
+            health["error"] = str(error)
+            return health
+        health["reachable"] = True
+        if isinstance(info, dict):
+            health["version"] = info.get("redis_version")
+            health["used_memory"] = info.get("used_memory_human")
+        return health
+
+    def flush_namespace(self, namespace: str) -> int:
+        """Delete every key of `namespace` (default key function) in all tiers."""
+        glob = (
+            escape_glob(self._prefix + self.key_prefix)
+            + ":*:"
+            + escape_glob(namespace + self._separator)
+            + "*"
+        )
+        return self._settle(
+            drive(self._policy.delete_matching(glob, namespace), self._backbone.sync_executor),
+            "flush_namespace",
+            0,
+        )
+
+    # -- keys, timeouts, failures ----------------------------------------------------
+
+    def validate_key(self, key: str) -> None:
+        if len(key) > _MEMCACHE_MAX_KEY_LENGTH or _MAYBE_WARN.search(key):
+            super().validate_key(key)
+
+    def _key(self, key: Any, version: int | None) -> str:
+        made = self.make_key(key, version)
+        self.validate_key(made)
+        return self._prefix + made
+
+    def _namespace(self, key: Any) -> str:
+        return namespace_of(key if type(key) is str else str(key), self._separator)
+
+    def get_backend_timeout(self, timeout: Timeout = DEFAULT_TIMEOUT) -> float | None:
+        """Return seconds to keep a value: None forever, 0 means delete now (as Django)."""
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        return None if timeout is None else max(0, int(timeout))  # type: ignore[call-overload]
+
+    def _settle(self, result: Result[T, CacheError], operation: str, fallback: T) -> T:
+        """Return a success's value; raise for a caller's mistake; else log and fall back."""
+        if isinstance(result, Success):
+            value: T = result.unwrap()
+            return value
+        error = result.failure()
+        if isinstance(error, NotSerializable):
+            raise pickle.PicklingError(str(error))
+        self._backbone.log_failure(operation, error)
+        return fallback
+
+    # -- flows, written once for both colours ----------------------------------------
+
+    def _get(self, key: Any, version: int | None) -> Flow[object]:
+        return self._policy.get(self._key(key, version), self._namespace(key))
+
+    def _set(
+        self,
+        key: Any,
+        value: Any,
+        timeout: Timeout,
+        version: int | None,
+        only_if_absent: bool = False,
+    ) -> Flow[bool]:
+        full, namespace = self._key(key, version), self._namespace(key)
+        seconds = self.get_backend_timeout(timeout)
+        if seconds != 0:
+            return (
+                yield from self._policy.set(
+                    full, namespace, value, seconds, only_if_absent=only_if_absent
+                )
+            )
+        # Timeout 0 means "expired at once": nothing stays, but `add` still reports
+        # whether the key was free, as Django's Redis backend does.
+        stored: Result[bool, CacheError] = Success(True)
+        if only_if_absent:
+            stored = yield from self._policy.set(full, namespace, value, 1, only_if_absent=True)
+        removed = yield from self._policy.delete([full], namespace)
+        return stored if isinstance(removed, Success) else removed.map(bool)
+
+    def _touch(self, key: Any, timeout: Timeout, version: int | None) -> Flow[bool]:
+        full, namespace = self._key(key, version), self._namespace(key)
+        seconds = self.get_backend_timeout(timeout)
+        if seconds == 0:
+            removed = yield from self._policy.delete([full], namespace)
+            return removed.map(bool)
+        return (yield from self._policy.expire(full, namespace, seconds))
+
+    def _delete(self, key: Any, version: int | None) -> Flow[bool]:
+        removed = yield from self._policy.delete([self._key(key, version)], self._namespace(key))
+        return removed.map(bool)
+
+    def _get_many(self, keys: Iterable[Any], version: int | None) -> Flow[dict[Any, Any]]:
+        originals = {self._key(key, version): key for key in keys}
+        pairs = [(full, self._namespace(key)) for full, key in originals.items()]
+        found = yield from self._policy.get_many(pairs)
+        return found.map(lambda hits: {originals[full]: value for full, value in hits.items()})
+
+    def _has_key(self, key: Any, version: int | None) -> Flow[bool]:
+        return self._policy.exists(self._key(key, version), self._namespace(key))
+
+    def _incr(self, key: Any, delta: int, version: int | None) -> Flow[int | None]:
+        return self._policy.increment(
+            self._key(key, version), self._namespace(key), delta, must_exist=True
+        )
+
+    def _set_many(
+        self, data: Mapping[Any, Any], timeout: Timeout, version: int | None
+    ) -> Flow[list[Any]]:
+        if not data:
+            return Success([])
+        seconds = self.get_backend_timeout(timeout)
+        items = [
+            (self._key(key, version), self._namespace(key), value) for key, value in data.items()
+        ]
+        if seconds == 0:
+            removed = yield from self._policy.delete([full for full, _, _ in items], items[0][1])
+            return removed.map(lambda _: [])
+        return (yield from self._policy.set_many(items, seconds))
+
+    def _delete_many(self, keys: Iterable[Any], version: int | None) -> Flow[int]:
+        fulls = [self._key(key, version) for key in keys]
+        if not fulls:
+            return Success(0)
+        return (yield from self._policy.delete(fulls, self._namespace(next(iter(keys)))))
+
+    def _clear(self) -> Flow[int]:
+        return self._policy.delete_matching(escape_glob(self._prefix) + "*", "default")
+
+    @staticmethod
+    def _incremented(total: int | None, key: Any) -> int:
+        if total is None:
+            raise ValueError(f"Key '{key}' not found.")
+        return total
+
+    # -- the sync API ----------------------------------------------------------------
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        full, namespace = self._key(key, version), self._namespace(key)
+        value = self._policy.cached(full, namespace)  # the hot path: no flow for an L1 hit
+        if value is MISSING:
+            value = self._settle(
+                drive(self._policy.fetch(full, namespace), self._backbone.sync_executor),
+                "get",
+                MISSING,
+            )
+        return default if value is MISSING else value
+
+    def set(
+        self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> None:
+        self._settle(drive(self._set(key, value, timeout, version), self._sync), "set", False)
+
+    def add(
+        self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        return self._settle(
+            drive(self._set(key, value, timeout, version, True), self._sync), "add", False
+        )
+
+    def touch(
+        self, key: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        return self._settle(drive(self._touch(key, timeout, version), self._sync), "touch", False)
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        return self._settle(drive(self._delete(key, version), self._sync), "delete", False)
+
+    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        return self._settle(drive(self._get_many(keys, version), self._sync), "get_many", {})
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        return self._settle(drive(self._has_key(key, version), self._sync), "has_key", False)
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        total = self._settle(drive(self._incr(key, delta, version), self._sync), "incr", None)
+        return self._incremented(total, key)
+
+    def set_many(
+        self,
+        data: Mapping[Any, Any],
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> list[Any]:
+        return self._settle(
+            drive(self._set_many(data, timeout, version), self._sync), "set_many", list(data)
+        )
+
+    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        keys = list(keys)
+        self._settle(drive(self._delete_many(keys, version), self._sync), "delete_many", 0)
+
+    def clear(self) -> None:
+        self._settle(drive(self._clear(), self._sync), "clear", 0)
+
+    def close(self, **kwargs: Any) -> None:
+        """Keep the shared pool open: Django calls this after every request."""
+
+    # -- the native async API --------------------------------------------------------
+
+    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        full, namespace = self._key(key, version), self._namespace(key)
+        value = self._policy.cached(full, namespace)
+        if value is MISSING:
+            value = self._settle(
+                await drive_async(
+                    self._policy.fetch(full, namespace), self._backbone.async_executor
+                ),
+                "get",
+                MISSING,
+            )
+        return default if value is MISSING else value
+
+    async def aset(
+        self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> None:
+        self._settle(
+            await drive_async(self._set(key, value, timeout, version), self._async), "set", False
+        )
+
+    async def aadd(
+        self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        return self._settle(
+            await drive_async(self._set(key, value, timeout, version, True), self._async),
+            "add",
+            False,
+        )
+
+    async def atouch(
+        self, key: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        return self._settle(
+            await drive_async(self._touch(key, timeout, version), self._async), "touch", False
+        )
+
+    async def adelete(self, key: Any, version: int | None = None) -> bool:
+        return self._settle(
+            await drive_async(self._delete(key, version), self._async), "delete", False
+        )
+
+    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        return self._settle(
+            await drive_async(self._get_many(keys, version), self._async), "get_many", {}
+        )
+
+    async def ahas_key(self, key: Any, version: int | None = None) -> bool:
+        return self._settle(
+            await drive_async(self._has_key(key, version), self._async), "has_key", False
+        )
+
+    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        total = self._settle(
+            await drive_async(self._incr(key, delta, version), self._async), "incr", None
+        )
+        return self._incremented(total, key)
+
+    async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return await self.aincr(key, -delta, version)
+
+    async def aset_many(
+        self,
+        data: Mapping[Any, Any],
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> list[Any]:
+        return self._settle(
+            await drive_async(self._set_many(data, timeout, version), self._async),
+            "set_many",
+            list(data),
+        )
+
+    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        keys = list(keys)
+        self._settle(
+            await drive_async(self._delete_many(keys, version), self._async), "delete_many", 0
+        )
+
+    async def aclear(self) -> None:
+        self._settle(await drive_async(self._clear(), self._async), "clear", 0)
+
+    async def aclose(self, **kwargs: Any) -> None:
+        """Keep the shared pools open: Django calls this after every request."""
+
+    @property
+    def _sync(self) -> Callable[..., object] | None:
+        return self._backbone.sync_executor
+
+    @property
+    def _async(self) -> Callable[..., Any] | None:
+        return self._backbone.async_executor
