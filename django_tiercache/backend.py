@@ -37,6 +37,7 @@ Timeout = float | int | None | object
 # C-level search, the keys that may need one.
 _MAYBE_WARN = re.compile(r"[\x00-\x20\x7f]")
 _MEMCACHE_MAX_KEY_LENGTH = 250
+_MEMO_SIZE = 4096  # resolved keys remembered per backend instance
 
 
 def _metrics_for(alias: str) -> CacheMetricsProtocol:
@@ -71,6 +72,9 @@ class TieredCache(BaseCache):
         self._policy = self._backbone.policy
         self._prefix = self.options.REDIS_PREFIX
         self._separator = self.options.NAMESPACE_SEPARATOR
+        # Key function, prefix and version are fixed per instance, so resolving a key
+        # once is enough (Django makes an instance per thread: no lock needed).
+        self._resolved: dict[str, tuple[str, str]] = {}
 
     # -- what tooling reads ----------------------------------------------------------
 
@@ -166,6 +170,22 @@ class TieredCache(BaseCache):
         self.validate_key(made)
         return self._prefix + made
 
+    def _resolve(self, key: Any, version: int | None) -> tuple[str, str]:
+        """Return the Redis key and the namespace of `key`, memoised for plain keys."""
+        if version is None and type(key) is str:
+            resolved = self._resolved.get(key)
+            if resolved is not None:
+                return resolved
+            made = self.make_key(key, None)
+            if len(made) > _MEMCACHE_MAX_KEY_LENGTH or _MAYBE_WARN.search(made):
+                self.validate_key(made)  # warn on every call, so never memoise these
+                return self._prefix + made, self._namespace(key)
+            if len(self._resolved) >= _MEMO_SIZE:
+                self._resolved.clear()
+            resolved = self._resolved[key] = (self._prefix + made, self._namespace(key))
+            return resolved
+        return self._key(key, version), self._namespace(key)
+
     def _namespace(self, key: Any) -> str:
         return namespace_of(key if type(key) is str else str(key), self._separator)
 
@@ -189,7 +209,7 @@ class TieredCache(BaseCache):
     # -- flows, written once for both colours ----------------------------------------
 
     def _get(self, key: Any, version: int | None) -> Flow[object]:
-        return self._policy.get(self._key(key, version), self._namespace(key))
+        return self._policy.get(*self._resolve(key, version))
 
     def _set(
         self,
@@ -199,7 +219,7 @@ class TieredCache(BaseCache):
         version: int | None,
         only_if_absent: bool = False,
     ) -> Flow[bool]:
-        full, namespace = self._key(key, version), self._namespace(key)
+        full, namespace = self._resolve(key, version)
         seconds = self.get_backend_timeout(timeout)
         if seconds != 0:
             return (
@@ -216,7 +236,7 @@ class TieredCache(BaseCache):
         return stored if isinstance(removed, Success) else removed.map(bool)
 
     def _touch(self, key: Any, timeout: Timeout, version: int | None) -> Flow[bool]:
-        full, namespace = self._key(key, version), self._namespace(key)
+        full, namespace = self._resolve(key, version)
         seconds = self.get_backend_timeout(timeout)
         if seconds == 0:
             removed = yield from self._policy.delete([full], namespace)
@@ -224,22 +244,22 @@ class TieredCache(BaseCache):
         return (yield from self._policy.expire(full, namespace, seconds))
 
     def _delete(self, key: Any, version: int | None) -> Flow[bool]:
-        removed = yield from self._policy.delete([self._key(key, version)], self._namespace(key))
+        full, namespace = self._resolve(key, version)
+        removed = yield from self._policy.delete([full], namespace)
         return removed.map(bool)
 
     def _get_many(self, keys: Iterable[Any], version: int | None) -> Flow[dict[Any, Any]]:
-        originals = {self._key(key, version): key for key in keys}
-        pairs = [(full, self._namespace(key)) for full, key in originals.items()]
+        resolved = {key: self._resolve(key, version) for key in keys}
+        originals = {full: key for key, (full, _) in resolved.items()}
+        pairs = list(resolved.values())
         found = yield from self._policy.get_many(pairs)
         return found.map(lambda hits: {originals[full]: value for full, value in hits.items()})
 
     def _has_key(self, key: Any, version: int | None) -> Flow[bool]:
-        return self._policy.exists(self._key(key, version), self._namespace(key))
+        return self._policy.exists(*self._resolve(key, version))
 
     def _incr(self, key: Any, delta: int, version: int | None) -> Flow[int | None]:
-        return self._policy.increment(
-            self._key(key, version), self._namespace(key), delta, must_exist=True
-        )
+        return self._policy.increment(*self._resolve(key, version), delta, must_exist=True)
 
     def _set_many(
         self, data: Mapping[Any, Any], timeout: Timeout, version: int | None
@@ -247,9 +267,7 @@ class TieredCache(BaseCache):
         if not data:
             return Success([])
         seconds = self.get_backend_timeout(timeout)
-        items = [
-            (self._key(key, version), self._namespace(key), value) for key, value in data.items()
-        ]
+        items = [(*self._resolve(key, version), value) for key, value in data.items()]
         if seconds == 0:
             removed = yield from self._policy.delete([full for full, _, _ in items], items[0][1])
             return removed.map(lambda _: [])
@@ -273,7 +291,7 @@ class TieredCache(BaseCache):
     # -- the sync API ----------------------------------------------------------------
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        full, namespace = self._key(key, version), self._namespace(key)
+        full, namespace = self._resolve(key, version)
         value = self._policy.cached(full, namespace)  # the hot path: no flow for an L1 hit
         if value is MISSING:
             value = self._settle(
@@ -336,7 +354,7 @@ class TieredCache(BaseCache):
     # -- the native async API --------------------------------------------------------
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        full, namespace = self._key(key, version), self._namespace(key)
+        full, namespace = self._resolve(key, version)
         value = self._policy.cached(full, namespace)
         if value is MISSING:
             value = self._settle(

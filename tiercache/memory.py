@@ -33,11 +33,22 @@ class _Entry(NamedTuple):
 
 
 class _LRU(cachetools.LRUCache[str, _Entry]):
-    """An LRUCache that reports every entry it drops, so the byte total stays true."""
+    """An LRUCache that reports every entry it drops, so the byte total stays true.
+
+    `lookup` and `touch` serve every L1 hit: where cachetools' internals allow, they are
+    its own dict's `get` and its order's `move_to_end` (both C-implemented) instead of
+    four Python-level calls through the mapping API.
+    """
 
     def __init__(self, maxsize: int, on_drop: Callable[[_Entry], None]) -> None:
         super().__init__(maxsize)
         self._on_drop = on_drop
+        data = getattr(self, "_Cache__data", None)
+        order = getattr(self, "_LRUCache__order", None)
+        self.lookup: Callable[[str], _Entry | None] = self.get
+        self.touch: Callable[[str], object] = self.get  # `get` marks the key as used
+        if isinstance(data, dict) and isinstance(order, OrderedDict):
+            self.lookup, self.touch = data.get, order.move_to_end
 
     def popitem(self) -> tuple[str, _Entry]:
         key, entry = super().popitem()
@@ -71,6 +82,8 @@ class MemoryTier:
         self._lock = threading.Lock()
         self._bytes = 0
         self._data = _LRU(maxsize, self._dropped)
+        self._lookup = self._data.lookup
+        self._touch = self._data.touch
         # Sequence guard: the last invalidation sequence of recently invalidated keys;
         # keys that fell out of the bounded map count as invalidated at `_floor`.
         self._seq = 0
@@ -92,13 +105,14 @@ class MemoryTier:
     def get(self, key: str) -> object:
         """Return what is held for `key`, or MISSING if absent or expired."""
         with self._lock:
-            entry = self._data.get(key)
+            entry = self._lookup(key)
             if entry is None:
                 return MISSING
-            if entry.expires_at is not None and entry.expires_at <= self._timer():
+            if entry[1] is not None and entry[1] <= self._timer():
                 self._remove(key)
                 return MISSING
-            return entry.held
+            self._touch(key)
+            return entry[0]
 
     def remaining_ttl(self, key: str) -> float | _Missing | None:
         """Return the seconds `key` has left (None: no expiry), or MISSING."""
