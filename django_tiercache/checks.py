@@ -1,0 +1,255 @@
+"""System checks: `django_tiercache.E00N` stop the site, `W00N` point at likely mistakes."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from django_tiercache.conf import APP_DEFAULTS, MIDDLEWARE_PATH, AppSettings
+from django_tiercache.contract import is_tiered_backend
+from django_tiercache.options import OPTION_DEFAULTS, BackendOptions, parse_options
+
+__all__ = ["check_app_settings", "check_caches", "check_middleware", "register"]
+
+_SCHEMES = ("redis", "rediss", "unix")
+#: Socket timeouts above this defeat the point of failing fast when Redis is sick.
+_SLOW_TIMEOUT = 2.0
+_DJANGO_DEFAULT_TIMEOUT = 300
+
+
+def register() -> None:
+    """Register the checks with Django (called from the app's `ready`)."""
+    checks.register(check_caches, checks.Tags.caches)
+    checks.register(check_app_settings)
+    checks.register(check_middleware)
+
+
+def check_caches(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Check every `CACHES` entry that uses the tiered backend."""
+    messages: list[checks.CheckMessage] = []
+    tiered = {
+        alias: config
+        for alias, config in settings.CACHES.items()
+        if is_tiered_backend(config.get("BACKEND"))
+    }
+    if not tiered:
+        messages.append(
+            checks.Warning(
+                "django_tiercache is installed, but no cache uses its backend.",
+                hint='Set CACHES["default"]["BACKEND"] = "django_tiercache.backend.TieredCache".',
+                id="django_tiercache.W005",
+            )
+        )
+    for alias, config in tiered.items():
+        messages += _check_location(alias, config.get("LOCATION"))
+        options = _check_options(alias, config.get("OPTIONS"), messages)
+        if options is not None:
+            messages += _check_option_values(alias, options, config)
+    return messages
+
+
+def _check_location(alias: str, location: object) -> list[checks.CheckMessage]:
+    hint = 'Use one Redis URL, e.g. "redis://127.0.0.1:6379/0" (or rediss://, unix://).'
+    if not isinstance(location, str) or not location.strip():
+        problem = (
+            "has no LOCATION" if not location else f"has a LOCATION that is not a URL: {location!r}"
+        )
+        return [
+            checks.Error(
+                f"Cache {alias!r} {problem}.", hint=hint, obj=alias, id="django_tiercache.E001"
+            )
+        ]
+    try:
+        parts = urlsplit(location)
+        port = parts.port  # raises ValueError on a bad port
+    except ValueError as error:
+        return [
+            checks.Error(
+                f"Cache {alias!r} has an invalid LOCATION: {error}.",
+                hint=hint,
+                obj=alias,
+                id="django_tiercache.E001",
+            )
+        ]
+    if parts.scheme not in _SCHEMES:
+        scheme = parts.scheme or "no scheme"
+        return [
+            checks.Error(
+                f"Cache {alias!r} has a LOCATION with {scheme!r}; tiercache speaks Redis only.",
+                hint=hint,
+                obj=alias,
+                id="django_tiercache.E001",
+            )
+        ]
+    if parts.scheme != "unix" and (not parts.hostname or "," in location or port == 0):
+        return [
+            checks.Error(
+                f"Cache {alias!r} has a LOCATION without one host: {parts._replace(netloc=parts.hostname or '').geturl()!r}.",
+                hint=hint,
+                obj=alias,
+                id="django_tiercache.E001",
+            )
+        ]
+    return []
+
+
+def _check_options(
+    alias: str, raw: object, messages: list[checks.CheckMessage]
+) -> BackendOptions | None:
+    if raw is not None and not isinstance(raw, Mapping):
+        messages.append(
+            checks.Error(
+                f"Cache {alias!r} has OPTIONS that are not a dict: {raw!r}.",
+                hint="OPTIONS is a dict of upper-case keys; see django_tiercache.options.",
+                obj=alias,
+                id="django_tiercache.E003",
+            )
+        )
+        return None
+    options = dict(raw or {})
+    unknown = sorted(set(options) - set(OPTION_DEFAULTS))
+    for key in unknown:
+        close = difflib.get_close_matches(key.upper(), OPTION_DEFAULTS, n=1)
+        suggestion = f"Did you mean {close[0]!r}? " if close else ""
+        messages.append(
+            checks.Error(
+                f"Cache {alias!r} has an unknown OPTIONS key {key!r}.",
+                hint=f"{suggestion}Known keys: {', '.join(OPTION_DEFAULTS)}.",
+                obj=alias,
+                id="django_tiercache.E002",
+            )
+        )
+    try:
+        return parse_options({key: value for key, value in options.items() if key not in unknown})
+    except ImproperlyConfigured as error:
+        messages.append(
+            checks.Error(
+                f"Cache {alias!r}: {error}",
+                hint="Each OPTIONS value has the type of its default; see django_tiercache.options.",
+                obj=alias,
+                id="django_tiercache.E003",
+            )
+        )
+        return None
+
+
+def _check_option_values(
+    alias: str, options: BackendOptions, config: Mapping[str, Any]
+) -> list[checks.CheckMessage]:
+    messages: list[checks.CheckMessage] = []
+    try:
+        import_string(options.SERIALIZER)
+    except ImportError as error:
+        messages.append(
+            checks.Error(
+                f"Cache {alias!r}: OPTIONS['SERIALIZER'] {options.SERIALIZER!r} cannot be imported: {error}.",
+                hint="Give the dotted path of a serializer class, or leave SERIALIZER out for the default.",
+                obj=alias,
+                id="django_tiercache.E004",
+            )
+        )
+    timeout = config.get("TIMEOUT", _DJANGO_DEFAULT_TIMEOUT)
+    l1_on = options.L1_MAXSIZE > 0
+    if l1_on and isinstance(timeout, int | float) and 0 < timeout < options.L1_TTL:
+        messages.append(
+            checks.Warning(
+                f"Cache {alias!r}: OPTIONS['L1_TTL'] ({options.L1_TTL:g} s) is longer than the cache TIMEOUT ({timeout:g} s).",
+                hint="An L1 copy never outlives its Redis copy, so the longer L1_TTL has no effect; "
+                "set L1_TTL to at most TIMEOUT.",
+                obj=alias,
+                id="django_tiercache.W002",
+            )
+        )
+    if l1_on and not options.INVALIDATION:
+        messages.append(
+            checks.Warning(
+                f"Cache {alias!r}: L1 is on but INVALIDATION is off.",
+                hint=f"Other processes may serve a stale copy for up to L1_TTL ({options.L1_TTL:g} s) "
+                "after a write; turn INVALIDATION on, or set L1_MAXSIZE to 0.",
+                obj=alias,
+                id="django_tiercache.W003",
+            )
+        )
+    slow = {
+        name: value
+        for name, value in (
+            ("CONNECT_TIMEOUT", options.CONNECT_TIMEOUT),
+            ("SOCKET_TIMEOUT", options.SOCKET_TIMEOUT),
+        )
+        if value > _SLOW_TIMEOUT
+    }
+    for name, value in slow.items():
+        messages.append(
+            checks.Warning(
+                f"Cache {alias!r}: OPTIONS[{name!r}] is {value:g} s.",
+                hint=f"While Redis is sick every request waits that long; keep it under {_SLOW_TIMEOUT:g} s "
+                "(the circuit breaker needs fast failures).",
+                obj=alias,
+                id="django_tiercache.W004",
+            )
+        )
+    return messages
+
+
+def check_app_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Check `settings.TIERCACHE`."""
+    given = getattr(settings, "TIERCACHE", None)
+    if given is None:
+        return []
+    if not isinstance(given, Mapping):
+        return [
+            checks.Error(
+                f"settings.TIERCACHE must be a dict, not {type(given).__name__}.",
+                hint=f"Known keys: {', '.join(APP_DEFAULTS)}.",
+                id="django_tiercache.E005",
+            )
+        ]
+    messages: list[checks.CheckMessage] = []
+    for key, value in given.items():
+        if key not in APP_DEFAULTS:
+            messages.append(
+                checks.Error(
+                    f"settings.TIERCACHE has an unknown key {key!r}.",
+                    hint=f"Known keys: {', '.join(APP_DEFAULTS)}.",
+                    id="django_tiercache.E005",
+                )
+            )
+        elif type(value) is not type(APP_DEFAULTS[key]):
+            messages.append(
+                checks.Error(
+                    f"settings.TIERCACHE[{key!r}] must be a {type(APP_DEFAULTS[key]).__name__}, got {value!r}.",
+                    hint=f"The default is {getattr(AppSettings, key)!r}.",
+                    id="django_tiercache.E005",
+                )
+            )
+    return messages
+
+
+def check_middleware(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Warn when the admin stats page is installed without the middleware that feeds it."""
+    from django.apps import apps
+
+    if not apps.is_installed("django.contrib.admin") or MIDDLEWARE_PATH in settings.MIDDLEWARE:
+        return []
+    return [
+        checks.Warning(
+            f"The tiercache stats page is in the admin, but {MIDDLEWARE_PATH} is not in MIDDLEWARE.",
+            hint=f"Add {MIDDLEWARE_PATH!r} at the top of MIDDLEWARE, so that the page can "
+            "tell which view used which namespace.",
+            id="django_tiercache.W001",
+        )
+    ]

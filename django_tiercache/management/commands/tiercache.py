@@ -1,0 +1,153 @@
+"""`manage.py tiercache stats|ping|flush|reset`: the stats page's figures and actions for operators."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_tiercache.contract import tiered_aliases, tiered_cache
+from django_tiercache.metrics import metrics_of
+from django_tiercache.report import AliasReport, alias_reports
+
+
+class Command(BaseCommand):
+    help = "Show the tiered caches' figures (summed over every process), ping Redis, flush a namespace."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(
+            dest="action", required=True, metavar="{stats,ping,flush,reset}"
+        )
+        stats = actions.add_parser(
+            "stats", help="Show configuration, health and metrics of each cache."
+        )
+        stats.add_argument("--json", action="store_true", help="Print JSON instead of text.")
+        actions.add_parser("ping", help="Ping Redis behind each cache; fail if one is unreachable.")
+        flush = actions.add_parser(
+            "flush", help="Delete every key of one namespace (all processes' L1 too)."
+        )
+        flush.add_argument(
+            "--namespace", required=True, help='The namespace, e.g. "user" for "user:123".'
+        )
+        actions.add_parser("reset", help="Zero the metrics of every process.")
+        for sub in (stats, flush, *(actions.choices[name] for name in ("ping", "reset"))):
+            sub.add_argument(
+                "--alias",
+                action="append",
+                dest="aliases",
+                help="A CACHES alias (repeatable; default: every tiered cache).",
+            )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        aliases = self._aliases(options.get("aliases"))
+        action = options["action"]
+        if action == "stats":
+            self._stats(aliases, as_json=options["json"])
+        elif action == "ping":
+            self._ping(aliases)
+        elif action == "flush":
+            self._flush(aliases, options["namespace"])
+        else:
+            self._reset(aliases)
+
+    def _aliases(self, given: list[str] | None) -> list[str]:
+        known = tiered_aliases()
+        if not known:
+            raise CommandError("No cache in CACHES uses django_tiercache.backend.TieredCache.")
+        unknown = sorted(set(given or ()) - set(known))
+        if unknown:
+            raise CommandError(
+                f"Not a tiered cache alias: {', '.join(unknown)}. Tiered: {', '.join(known)}."
+            )
+        return given or known
+
+    def _stats(self, aliases: list[str], *, as_json: bool) -> None:
+        reports = alias_reports(aliases)
+        if as_json:
+            self.stdout.write(
+                json.dumps(
+                    [dataclasses.asdict(report) for report in reports], indent=2, default=str
+                )
+            )
+            return
+        for report in reports:
+            self._write_report(report)
+
+    def _write_report(self, report: AliasReport) -> None:
+        write = self.stdout.write
+        write(
+            self.style.MIGRATE_HEADING(
+                f"Cache {report.alias!r}  {report.config.get('location', '')}"
+            )
+        )
+        if report.problem:
+            write(self.style.ERROR(f"  cannot open: {report.problem}"))
+            return
+        redis = report.redis
+        if report.redis_reachable:
+            write(
+                f"  Redis: reachable, ping {redis.get('latency_ms')} ms, "
+                f"version {redis.get('version')}, {redis.get('used_memory')} used"
+            )
+        else:
+            write(self.style.WARNING(f"  Redis: unreachable ({redis.get('error')})"))
+        l1 = (
+            "off"
+            if report.l1_capacity is None
+            else f"{report.l1_entries}/{report.l1_capacity} entries"
+        )
+        write(
+            f"  L1 (this process): {l1}   breaker: {report.breaker_state} "
+            f"(opened {report.breaker_times_opened}x)   bus: {'healthy' if report.bus_healthy else 'unhealthy'}"
+        )
+        if report.site_wide:
+            write(f"  Figures of every process ({report.processes} reporting):")
+        else:
+            write(self.style.WARNING(f"  {report.figures_note}"))
+        header = f"    {'namespace':<20} {'l1_hits':>8} {'l2_hits':>8} {'misses':>8} {'errors':>7} {'total':>8} {'hit_rate':>8}"
+        write(header)
+        for namespace, stats in report.namespaces.items():
+            write(
+                f"    {namespace:<20} {stats['l1_hits']:>8} {stats['l2_hits']:>8} {stats['misses']:>8} "
+                f"{stats['errors']:>7} {stats['total_requests']:>8} {stats['hit_rate']:>8.1%}"
+            )
+        if not report.namespaces:
+            write("    (no lookups counted yet)")
+        if report.views:
+            write(f"    {'view':<32} {'requests':>8} {'hit_rate':>8}  namespaces")
+            for view in report.views:
+                write(
+                    f"    {view.view:<32} {view.requests:>8} {view.total['hit_rate']:>8.1%}  {', '.join(view.namespaces)}"
+                )
+
+    def _ping(self, aliases: list[str]) -> None:
+        failed = []
+        for alias in aliases:
+            health = tiered_cache(alias).redis_health()
+            if health.get("reachable"):
+                self.stdout.write(
+                    f"{alias}: PONG in {health.get('latency_ms')} ms (Redis {health.get('version')}, "
+                    f"{health.get('used_memory')} used)"
+                )
+            else:
+                failed.append(alias)
+                self.stderr.write(f"{alias}: Redis unreachable: {health.get('error')}")
+        if failed:
+            raise CommandError(f"Redis unreachable for: {', '.join(failed)}")
+
+    def _flush(self, aliases: list[str], namespace: str) -> None:
+        if not namespace.strip():
+            raise CommandError("--namespace must not be empty.")
+        for alias in aliases:
+            deleted = tiered_cache(alias).flush_namespace(namespace)
+            self.stdout.write(f"{alias}: flushed namespace {namespace!r} ({deleted} keys deleted)")
+
+    def _reset(self, aliases: list[str]) -> None:
+        for alias in aliases:
+            problem = metrics_of(tiered_cache(alias), alias).reset_site()
+            if problem is None:
+                self.stdout.write(f"{alias}: metrics reset in every process")
+            else:
+                self.stderr.write(f"{alias}: metrics reset in this process only: {problem}")

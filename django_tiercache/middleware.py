@@ -1,0 +1,88 @@
+"""`CacheMetricsMiddleware`: one commit of each request's cache use, attributed to its view."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.http import HttpRequest, HttpResponseBase
+
+from django_tiercache.conf import app_settings
+from django_tiercache.metrics import AliasMetrics, RequestScope, request_scope
+
+__all__ = ["CacheMetricsMiddleware"]
+
+_SyncGetResponse = Callable[[HttpRequest], HttpResponseBase]
+_AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+
+
+class CacheMetricsMiddleware:
+    """Count each request's cache use per namespace and view, and commit it in one step.
+
+    Put it first in `MIDDLEWARE`, so that what other middleware caches (sessions...)
+    counts too. With `TIERCACHE = {"SERVER_TIMING": True}` each response gets a
+    `Server-Timing` header with the request's cache time, hits and misses.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: _SyncGetResponse | _AsyncGetResponse) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.async_mode:
+            return self.__acall__(request)
+        get_response: _SyncGetResponse = self.get_response  # type: ignore[assignment]
+        with request_scope() as scope:
+            try:
+                response = get_response(request)
+            finally:
+                touched = _commit(scope, request)
+        for metrics in touched:
+            metrics.push_if_due()
+        _add_server_timing(scope, response)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        get_response: _AsyncGetResponse = self.get_response  # type: ignore[assignment]
+        with request_scope() as scope:
+            try:
+                response = await get_response(request)
+            finally:
+                touched = _commit(scope, request)
+        if any(metrics.push_due for metrics in touched):
+            # A push is blocking network I/O: keep it off the event loop.
+            await sync_to_async(_push_due, thread_sensitive=False)(touched)
+        _add_server_timing(scope, response)
+        return response
+
+
+def _commit(scope: RequestScope, request: HttpRequest) -> list[AliasMetrics]:
+    match = getattr(request, "resolver_match", None)
+    return scope.commit(match.view_name if match is not None else None)
+
+
+def _push_due(touched: list[AliasMetrics]) -> None:
+    for metrics in touched:
+        metrics.push_if_due()
+
+
+def _add_server_timing(scope: RequestScope, response: HttpResponseBase) -> None:
+    if not app_settings().SERVER_TIMING:
+        return
+    totals = scope.totals()
+    description = (
+        f"{totals['hits']} hits ({totals['l1_hits']} L1, {totals['l2_hits']} L2), "
+        f"{totals['misses']} misses, {totals['errors']} errors"
+    )
+    entries = [
+        f'cache;dur={scope.cache_seconds * 1000:.3f};desc="{description}"',
+        f'cache-hits;desc="{totals["hits"]}"',
+        f'cache-misses;desc="{totals["misses"]}"',
+    ]
+    existing = response.headers.get("Server-Timing")
+    response.headers["Server-Timing"] = ", ".join([existing, *entries] if existing else entries)

@@ -1,0 +1,69 @@
+"""Django for the django_tiercache tests: settings from `settings.py`, caches on real Redis.
+
+Django is configured when this file is imported (pytest imports it before the test
+modules of this folder), so test modules may import models and the admin at the top.
+Every test gets the `default` cache on the session's private Redis, flushed first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.django_tiercache.django_setup import configure_django
+
+configure_django()
+
+from django.core.cache import caches  # noqa: E402 - needs the settings configured above
+
+from django_tiercache.metrics import reset_metrics_registry  # noqa: E402
+
+
+def tiered_caches(location: str, **options: Any) -> dict[str, dict[str, Any]]:
+    """Return a CACHES setting with one tiered `default` cache on `location`."""
+    return {
+        "default": {
+            "BACKEND": "django_tiercache.backend.TieredCache",
+            "LOCATION": location,
+            "OPTIONS": {"METRICS_PUSH_INTERVAL": 3600.0, **options},
+        }
+    }
+
+
+@pytest.fixture(autouse=True)
+def _default_cache_on_test_redis(settings: Any, redis_url: str) -> Iterator[None]:
+    """Point the `default` cache at the session's Redis; forget metrics afterwards."""
+    settings.CACHES = tiered_caches(redis_url)
+    yield
+    caches.close_all()
+    reset_metrics_registry()
+
+
+@pytest.fixture
+def use_caches(settings: Any) -> Callable[..., None]:
+    """Return a function that re-points the `default` cache: `use_caches(url, **OPTIONS)`."""
+
+    def use(location: str, **options: Any) -> None:
+        settings.CACHES = tiered_caches(location, **options)
+
+    return use
+
+
+@pytest.fixture
+async def close_loop_clients() -> AsyncIterator[None]:
+    """Close the Redis clients the backend made for this test's event loop, in that loop.
+
+    The backend keeps one async client per event loop for the life of the loop (a
+    server's loop lives as long as the process); a test's loop dies with the test.
+    """
+    yield
+    from tiercache import registry
+
+    loop = asyncio.get_running_loop()
+    for made in list(registry._per_loop.get(loop, {}).values()):
+        aclose = getattr(made, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -1,0 +1,158 @@
+"""`CacheMetricsMiddleware`: one commit per request, attributed to the view, sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from asgiref.sync import iscoroutinefunction
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+from django.test import AsyncClient, Client
+
+from django_tiercache.metrics import metrics_for
+from django_tiercache.middleware import CacheMetricsMiddleware
+
+
+def _view_row(view: str, namespace: str) -> dict[str, int]:
+    counts = metrics_for("default").snapshot()
+    prefix = f"view|{view}|{namespace}|"
+    return {name.removeprefix(prefix): n for name, n in counts.items() if name.startswith(prefix)}
+
+
+def test_sync_request_counts_reach_the_store_only_at_the_end_of_the_request() -> None:
+    response = Client().get("/user-and-provider/")
+
+    assert response.status_code == 200
+    assert response.json()["during"] == {}, "nothing may reach the process store mid-request"
+    stats = metrics_for("default").get_all_stats()
+    assert stats["user"]["misses"] == 1
+    assert stats["user"]["hits"] == 1
+    assert stats["provider"]["misses"] == 1
+
+
+def test_sync_request_counts_are_attributed_to_the_resolved_view() -> None:
+    Client().get("/user-and-provider/")
+    Client().get("/user-and-provider/")
+
+    user = _view_row("user-and-provider", "user")
+    assert user.get("misses", 0) + user.get("l1_hits", 0) + user.get("l2_hits", 0) == 4
+    assert _view_row("user-and-provider", "provider") == {"misses": 2}
+    assert metrics_for("default").snapshot()["req|user-and-provider"] == 2
+
+
+@pytest.mark.usefixtures("close_loop_clients")
+async def test_async_request_counts_are_committed_once_and_attributed_to_the_view() -> None:
+    response = await AsyncClient().get("/async-user/")
+
+    assert response.status_code == 200
+    assert response.json()["during"] == {}
+    stats = metrics_for("default").get_all_stats()
+    assert stats["user"]["misses"] == 1
+    assert stats["user"]["hits"] == 1
+    assert stats["accounts"]["misses"] == 1
+    assert _view_row("async-user", "accounts") == {"misses": 1}
+    assert metrics_for("default").snapshot()["req|async-user"] == 1
+
+
+@pytest.mark.usefixtures("close_loop_clients")
+async def test_concurrent_async_requests_keep_their_counts_apart() -> None:
+    client = AsyncClient()
+    await asyncio.gather(*(client.get("/async-user/") for _ in range(5)))
+
+    assert metrics_for("default").snapshot()["req|async-user"] == 5
+    accounts = metrics_for("default").get_stats("accounts")
+    assert accounts["misses"] == 5
+
+
+def test_a_sync_request_in_async_mode_uses_the_async_path() -> None:
+    async def get_response(request: HttpRequest) -> HttpResponse:
+        return HttpResponse()
+
+    def sync_get_response(request: HttpRequest) -> HttpResponse:
+        return HttpResponse()
+
+    assert iscoroutinefunction(CacheMetricsMiddleware(get_response))
+    assert not iscoroutinefunction(CacheMetricsMiddleware(sync_get_response))
+    assert CacheMetricsMiddleware.sync_capable
+    assert CacheMetricsMiddleware.async_capable
+
+
+def test_requests_that_use_no_cache_leave_no_view_rows() -> None:
+    Client().get("/no-cache/")
+
+    assert metrics_for("default").snapshot() == {}
+
+
+def test_cache_use_outside_requests_counts_without_a_view() -> None:
+    cache.get("user:404")
+
+    counts = metrics_for("default").snapshot()
+    assert counts == {"ns|user|misses": 1}
+
+
+def test_unresolved_requests_are_counted_under_a_placeholder_view() -> None:
+    def get_response(request: HttpRequest) -> HttpResponse:
+        cache.get("user:1")
+        return HttpResponse(status=404)
+
+    middleware = CacheMetricsMiddleware(get_response)
+    request = HttpRequest()
+    middleware(request)
+
+    assert metrics_for("default").snapshot()["req|(unresolved)"] == 1
+
+
+def test_server_timing_is_off_by_default() -> None:
+    response = Client().get("/user-and-provider/")
+
+    assert "Server-Timing" not in response.headers
+
+
+def test_server_timing_reports_the_requests_hits_and_misses(settings: Any) -> None:
+    settings.TIERCACHE = {"SERVER_TIMING": True}
+
+    response = Client().get("/user-and-provider/")
+
+    timing = response.headers["Server-Timing"]
+    assert timing.startswith("cache;dur=")
+    assert "1 hits" in timing
+    assert "2 misses" in timing
+    assert 'cache-hits;desc="1"' in timing
+
+
+@pytest.mark.usefixtures("close_loop_clients")
+async def test_server_timing_in_async_mode(settings: Any) -> None:
+    settings.TIERCACHE = {"SERVER_TIMING": True}
+
+    response = await AsyncClient().get("/async-user/")
+
+    assert "1 hits" in response.headers["Server-Timing"]
+
+
+def test_the_middleware_pushes_lazily_once_the_interval_has_passed(
+    use_caches: Any, redis_url: str
+) -> None:
+    import redis
+
+    use_caches(redis_url, METRICS_PUSH_INTERVAL=0.0)
+
+    Client().get("/user-and-provider/")
+
+    with redis.Redis.from_url(redis_url) as client:
+        pushed = client.hgetall("tiercache:metrics:dj:default")
+    assert pushed[b"req|user-and-provider"] == b"1"
+    assert pushed[b"ns|provider|misses"] == b"1"
+
+
+@pytest.mark.parametrize("path", ["/user-and-provider/"])
+def test_an_exception_in_the_view_still_commits(path: str) -> None:
+    def get_response(request: HttpRequest) -> HttpResponse:
+        cache.get("user:1")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        CacheMetricsMiddleware(get_response)(HttpRequest())
+
+    assert metrics_for("default").get_stats("user")["misses"] == 1

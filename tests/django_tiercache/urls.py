@@ -1,0 +1,15 @@
+"""URLs of the django_tiercache tests: the admin and a few views that use the cache."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path
+
+from tests.django_tiercache import views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("user-and-provider/", views.user_and_provider, name="user-and-provider"),
+    path("async-user/", views.async_user, name="async-user"),
+    path("no-cache/", views.no_cache, name="no-cache"),
+]
