@@ -17,7 +17,7 @@ from django_tiercache.conf import APP_DEFAULTS, MIDDLEWARE_PATH, AppSettings
 from django_tiercache.contract import is_tiered_backend
 from django_tiercache.options import OPTION_DEFAULTS, BackendOptions, parse_options
 
-__all__ = ["check_app_settings", "check_caches", "check_middleware", "register"]
+__all__ = ["TAG", "check_app_settings", "check_caches", "check_middleware", "register"]
 
 _SCHEMES = ("redis", "rediss", "unix")
 #: Socket timeouts above this defeat the point of failing fast when Redis is sick.
@@ -25,11 +25,15 @@ _SLOW_TIMEOUT = 2.0
 _DJANGO_DEFAULT_TIMEOUT = 300
 
 
+#: Runs only these checks: `manage.py check --tag django_tiercache`.
+TAG = "django_tiercache"
+
+
 def register() -> None:
     """Register the checks with Django (called from the app's `ready`)."""
-    checks.register(check_caches, checks.Tags.caches)
-    checks.register(check_app_settings)
-    checks.register(check_middleware)
+    checks.register(check_caches, checks.Tags.caches, TAG)
+    checks.register(check_app_settings, TAG)
+    checks.register(check_middleware, TAG)
 
 
 def check_caches(

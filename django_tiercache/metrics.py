@@ -254,6 +254,8 @@ class AliasMetrics:
         with self._lock:
             deltas, self._pending = self._pending, Counter()
         self._next_push = self._timer() + self.push_interval
+        if not deltas:
+            return True  # an idle process need not report
         match sink.add(deltas, epoch=self._epoch, process=_process_id()):
             case Success(epoch):
                 if self._epoch and epoch != self._epoch:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django_tiercache import counters
-from django_tiercache.contract import tiered_aliases, tiered_cache
+from django_tiercache.contract import TieredBackend, tiered_aliases, tiered_cache
 from django_tiercache.metrics import SiteCounts, metrics_of
 from tiercache import NamespaceStats
 
@@ -77,7 +77,7 @@ def build_report(alias: str) -> AliasReport:
         redis=cache.redis_health(),
         site_wide=site.site_wide,
         figures_note=note,
-        processes=len(site.processes),
+        processes=sum(1 for age in site.processes.values() if age <= _reporting_window(cache)),
         namespaces=namespaces,
         error_kinds=counters.error_kinds(site.counts),
         views=counters.view_stats(site.counts),
@@ -88,6 +88,11 @@ def build_report(alias: str) -> AliasReport:
 def alias_reports(aliases: list[str] | None = None) -> list[AliasReport]:
     """Return the report of each tiered alias (all of them by default)."""
     return [build_report(alias) for alias in (aliases or tiered_aliases())]
+
+
+def _reporting_window(cache: TieredBackend) -> float:
+    """Return how recently a process must have pushed to count as reporting."""
+    return max(60.0, 3 * cache.options.METRICS_PUSH_INTERVAL)
 
 
 def _sum_rows(rows: dict[str, NamespaceStats]) -> dict[str, int]:

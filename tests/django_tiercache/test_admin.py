@@ -1,0 +1,246 @@
+"""The admin stats page: who may see it and act on it, what it shows, CSRF."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from django.contrib.auth.models import Permission
+from django.core.cache import cache
+from django.db import connection
+from django.test import Client
+from django.urls import NoReverseMatch, reverse
+
+from django_tiercache.metrics import metrics_for
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.django_db
+
+URL = "/admin/django_tiercache/cachestats/"
+
+
+def _staff(django_user_model: Any, *permissions: str) -> Client:
+    user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    for codename in permissions:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _use_cache() -> None:
+    cache.set("user:1", "Ada")
+    cache.get("user:1")
+    cache.get("user:2")
+    cache.get("provider:7")
+    cache.set("accounts:1", [1, 2])
+    cache.get("accounts:1")
+
+
+def test_the_page_lives_at_its_documented_url() -> None:
+    assert reverse("admin:django_tiercache_cachestats_changelist") == URL
+
+
+def test_anonymous_users_are_sent_to_the_login_page(client: Client) -> None:
+    response = client.get(URL)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_staff_without_the_view_permission_are_refused(django_user_model: Any) -> None:
+    client = _staff(django_user_model)
+
+    assert client.get(URL).status_code == 403
+    assert client.post(URL, {"action": "reset", "alias": "default"}).status_code == 403
+
+
+def test_the_view_permission_shows_namespaces_but_no_action(django_user_model: Any) -> None:
+    _use_cache()
+    client = _staff(django_user_model, "view_cachestats")
+
+    response = client.get(URL)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    for namespace in ("user", "provider", "accounts"):
+        assert f'data-namespace="{namespace}"' in page
+    assert 'value="reset"' not in page
+    assert 'value="flush"' not in page
+
+
+def test_the_page_extends_the_admin_and_shows_health_and_configuration(
+    admin_client: Client,
+) -> None:
+    _use_cache()
+
+    response = admin_client.get(URL)
+
+    page = response.content.decode()
+    assert "admin/base_site.html" in [template.name for template in response.templates]
+    assert "Cache statistics" in page
+    assert "reachable" in page and "Redis unreachable" not in page
+    assert "L1 (this process)" in page
+    assert "redis://127.0.0.1" in page
+    assert 'name="viewport"' in page  # the admin's responsive layout
+
+
+def test_the_page_counts_hits_by_tier_misses_and_hit_rate(admin_client: Client) -> None:
+    _use_cache()
+    stats = metrics_for("default").get_stats("user")
+
+    reports = admin_client.get(URL).context["reports"]
+
+    (report,) = reports
+    assert report.site_wide
+    user = report.namespaces["user"]
+    assert user["hits"] == stats["hits"] == 1
+    assert user["misses"] == 1
+    assert user["l1_hits"] + user["l2_hits"] == 1
+    assert user["hit_rate"] == 0.5
+    assert report.namespaces["provider"]["misses"] == 1
+
+
+def test_the_page_shows_which_namespaces_each_view_used(admin_client: Client) -> None:
+    Client().get("/user-and-provider/")
+    Client().get("/user-and-provider/")
+
+    page = admin_client.get(URL).content.decode()
+
+    assert 'data-view="user-and-provider"' in page
+    (report,) = admin_client.get(URL).context["reports"]
+    (view,) = [view for view in report.views if view.view == "user-and-provider"]
+    assert view.requests == 2
+    assert list(view.namespaces) == ["provider", "user"]
+
+
+def test_the_configuration_summary_hides_the_password(
+    admin_client: Client, use_caches: Any
+) -> None:
+    with RedisServer("--requirepass", "s3cret-pass") as server:
+        use_caches(f"redis://:s3cret-pass@127.0.0.1:{server.port}/0")
+        _use_cache()
+
+        page = admin_client.get(URL).content.decode()
+
+    assert "s3cret-pass" not in page
+    assert "Redis unreachable" not in page
+
+
+def test_an_unreachable_redis_is_shown_with_this_processes_figures(
+    admin_client: Client, use_caches: Any, private_redis: RedisServer
+) -> None:
+    use_caches(private_redis.url)
+    _use_cache()
+    private_redis.kill()
+
+    page = admin_client.get(URL).content.decode()
+
+    assert "Redis unreachable" in page
+    assert "Figures of this process only" in page
+    assert 'data-namespace="user"' in page
+
+
+def test_reset_needs_its_own_permission(django_user_model: Any) -> None:
+    _use_cache()
+    client = _staff(django_user_model, "view_cachestats", "flush_cachestats")
+
+    response = client.post(URL, {"action": "reset", "alias": "default"})
+
+    assert response.status_code == 403
+    assert metrics_for("default").get_all_stats()
+
+
+def test_reset_zeroes_every_processes_metrics(django_user_model: Any, redis_url: str) -> None:
+    _use_cache()
+    metrics_for("default").push()
+    client = _staff(django_user_model, "view_cachestats", "reset_cachestats")
+
+    response = client.post(URL, {"action": "reset", "alias": "default"}, follow=True)
+
+    assert response.status_code == 200
+    assert "reset in every process" in response.content.decode()
+    assert metrics_for("default").get_all_stats() == {}
+    with redis.Redis.from_url(redis_url) as client_:
+        assert not client_.exists("tiercache:metrics:dj:default")
+    assert response.context["reports"][0].namespaces == {}
+
+
+def test_flush_deletes_only_the_namespace_and_needs_its_permission(
+    django_user_model: Any,
+) -> None:
+    _use_cache()
+    viewer = _staff(django_user_model, "view_cachestats", "reset_cachestats")
+    assert (
+        viewer.post(URL, {"action": "flush", "alias": "default", "namespace": "user"}).status_code
+        == 403
+    )
+    assert cache.get("user:1") == "Ada"
+
+    django_user_model.objects.get(username="staff").user_permissions.add(
+        Permission.objects.get(codename="flush_cachestats")
+    )
+    response = viewer.post(
+        URL, {"action": "flush", "alias": "default", "namespace": "user"}, follow=True
+    )
+
+    assert response.status_code == 200
+    assert "Flushed namespace “user”" in response.content.decode()
+    assert cache.get("user:1") is None
+    assert cache.get("accounts:1") == [1, 2]
+
+
+def test_posts_without_a_csrf_token_are_refused(admin_user: Any) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+
+    response = client.post(URL, {"action": "reset", "alias": "default"})
+
+    assert response.status_code == 403
+    assert b"CSRF" in response.content
+
+
+def test_posts_with_the_pages_csrf_token_are_accepted(admin_user: Any) -> None:
+    _use_cache()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    client.get(URL)
+    token = client.cookies["csrftoken"].value
+
+    response = client.post(
+        URL, {"action": "reset", "alias": "default", "csrfmiddlewaretoken": token}
+    )
+
+    assert response.status_code == 302
+    assert metrics_for("default").get_all_stats() == {}
+
+
+def test_unknown_actions_and_aliases_are_rejected(admin_client: Client) -> None:
+    assert admin_client.post(URL, {"action": "drop", "alias": "default"}).status_code == 400
+    assert admin_client.post(URL, {"action": "reset", "alias": "nope"}).status_code == 400
+
+
+def test_the_admin_index_links_to_the_page(admin_client: Client) -> None:
+    page = admin_client.get("/admin/").content.decode()
+
+    assert f'href="{URL}"' in page
+    assert "Cache statistics" in page
+
+
+def test_the_placeholder_model_has_no_table_and_no_object_pages() -> None:
+    assert "django_tiercache_cachestats" not in connection.introspection.table_names()
+    with pytest.raises(NoReverseMatch):
+        reverse("admin:django_tiercache_cachestats_add")
+    with pytest.raises(NoReverseMatch):
+        reverse("admin:django_tiercache_cachestats_change", args=[1])
+
+
+def test_the_permissions_exist_after_migrating() -> None:
+    codenames = set(
+        Permission.objects.filter(content_type__app_label="django_tiercache").values_list(
+            "codename", flat=True
+        )
+    )
+
+    assert codenames == {"view_cachestats", "reset_cachestats", "flush_cachestats"}

@@ -1,0 +1,173 @@
+"""System checks, run the way `manage.py check` runs them: through `run_checks()`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.checks import CheckMessage, run_checks
+from django.test import override_settings
+
+from tests.django_tiercache.conftest import tiered_caches
+
+BACKEND = "django_tiercache.backend.TieredCache"
+
+
+def _ours(**settings: Any) -> list[CheckMessage]:
+    # Only our tag: Django's own cache checks build each cache, and the backend refuses
+    # to be built from the broken settings these tests are about.
+    with override_settings(**settings):
+        messages = run_checks(tags=["django_tiercache"])
+    assert all(str(message.id).startswith("django_tiercache.") for message in messages)
+    return messages
+
+
+def _ids(**settings: Any) -> list[str]:
+    return [str(message.id) for message in _ours(**settings)]
+
+
+def _cache(location: object = "redis://127.0.0.1:6379/0", **config: Any) -> dict[str, Any]:
+    return {"default": {"BACKEND": BACKEND, "LOCATION": location, **config}}
+
+
+def test_the_test_settings_pass_every_check(redis_url: str) -> None:
+    with override_settings(CACHES=tiered_caches(redis_url)):
+        assert run_checks() == []
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "",
+        None,
+        "memcached://127.0.0.1:11211",
+        "127.0.0.1:6379",
+        "redis://",
+        "redis://127.0.0.1:notaport/0",
+        "redis://a:6379,b:6379/0",
+        ["redis://127.0.0.1:6379/0"],
+    ],
+)
+def test_a_bad_location_is_an_error(location: object) -> None:
+    (message,) = _ours(CACHES=_cache(location))
+
+    assert message.id == "django_tiercache.E001"
+    assert message.is_serious()
+    assert "redis://127.0.0.1:6379/0" in str(message.hint)
+    assert message.obj == "default"
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["redis://:pw@10.0.0.1:6380/2", "rediss://r.example.com/0", "unix:///tmp/redis.sock?db=1"],
+)
+def test_good_locations_pass(location: str) -> None:
+    assert _ids(CACHES=_cache(location)) == []
+
+
+def test_an_unknown_option_is_an_error_that_suggests_the_right_key() -> None:
+    (message,) = _ours(CACHES=_cache(OPTIONS={"L1_MAX_SIZE": 10}))
+
+    assert message.id == "django_tiercache.E002"
+    assert "'L1_MAX_SIZE'" in message.msg
+    assert "Did you mean 'L1_MAXSIZE'?" in str(message.hint)
+
+
+def test_django_redis_lower_case_options_are_unknown() -> None:
+    assert (
+        _ids(CACHES=_cache(OPTIONS={"db": 1, "CLIENT_CLASS": "x"})) == ["django_tiercache.E002"] * 2
+    )
+
+
+def test_an_option_of_the_wrong_type_is_an_error() -> None:
+    (message,) = _ours(CACHES=_cache(OPTIONS={"L1_MAXSIZE": "big"}))
+
+    assert message.id == "django_tiercache.E003"
+    assert "L1_MAXSIZE" in message.msg
+    assert message.hint
+
+
+def test_options_that_are_not_a_dict_are_an_error() -> None:
+    assert _ids(CACHES=_cache(OPTIONS=["L1_MAXSIZE"])) == ["django_tiercache.E003"]
+
+
+def test_a_serializer_that_cannot_be_imported_is_an_error() -> None:
+    (message,) = _ours(CACHES=_cache(OPTIONS={"SERIALIZER": "nowhere.Serializer"}))
+
+    assert message.id == "django_tiercache.E004"
+    assert "nowhere.Serializer" in message.msg
+
+
+def test_unknown_or_mistyped_app_settings_are_errors() -> None:
+    assert _ids(TIERCACHE={"SERVER_TIMINGS": True}) == ["django_tiercache.E005"]
+    assert _ids(TIERCACHE={"SERVER_TIMING": "yes"}) == ["django_tiercache.E005"]
+    assert _ids(TIERCACHE=["SERVER_TIMING"]) == ["django_tiercache.E005"]
+    assert _ids(TIERCACHE={"SERVER_TIMING": True}) == []
+
+
+def test_a_missing_middleware_is_a_warning_while_the_admin_page_is_installed(settings: Any) -> None:
+    middleware = [path for path in settings.MIDDLEWARE if "tiercache" not in path]
+
+    (message,) = _ours(MIDDLEWARE=middleware)
+
+    assert message.id == "django_tiercache.W001"
+    assert not message.is_serious()
+    assert "django_tiercache.middleware.CacheMetricsMiddleware" in str(message.hint)
+
+
+def test_an_l1_ttl_longer_than_the_cache_timeout_is_a_warning() -> None:
+    (message,) = _ours(CACHES=_cache(TIMEOUT=30, OPTIONS={"L1_TTL": 60.0}))
+
+    assert message.id == "django_tiercache.W002"
+    assert "60 s" in message.msg and "30 s" in message.msg
+    assert message.hint
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"TIMEOUT": None, "OPTIONS": {"L1_TTL": 600.0}},  # never expires
+        {"TIMEOUT": 30, "OPTIONS": {"L1_TTL": 60.0, "L1_MAXSIZE": 0}},  # no L1
+        {"OPTIONS": {"L1_TTL": 300.0}},  # Django's default TIMEOUT is 300
+    ],
+)
+def test_l1_ttl_within_timeout_or_without_l1_passes(config: dict[str, Any]) -> None:
+    assert _ids(CACHES=_cache(**config)) == []
+
+
+def test_l1_without_invalidation_is_a_warning() -> None:
+    assert _ids(CACHES=_cache(OPTIONS={"INVALIDATION": False})) == ["django_tiercache.W003"]
+    assert _ids(CACHES=_cache(OPTIONS={"INVALIDATION": False, "L1_MAXSIZE": 0})) == []
+
+
+def test_slow_socket_timeouts_are_warnings() -> None:
+    ids = _ids(CACHES=_cache(OPTIONS={"CONNECT_TIMEOUT": 5.0, "SOCKET_TIMEOUT": 10}))
+
+    assert ids == ["django_tiercache.W004"] * 2
+
+
+def test_an_installed_app_without_a_tiered_cache_is_a_warning() -> None:
+    caches = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+    assert _ids(CACHES=caches) == ["django_tiercache.W005"]
+
+
+def test_every_message_has_a_hint() -> None:
+    messages = _ours(
+        CACHES={
+            **_cache("memcached://x", TIMEOUT=1, OPTIONS={"NOPE": 1, "INVALIDATION": False}),
+            "other": {"BACKEND": BACKEND, "LOCATION": "redis://x/0", "OPTIONS": {"L1_TTL": "x"}},
+        },
+        TIERCACHE={"NOPE": 1},
+        MIDDLEWARE=[],
+    )
+
+    assert {str(message.id) for message in messages} >= {
+        "django_tiercache.E001",
+        "django_tiercache.E002",
+        "django_tiercache.E003",
+        "django_tiercache.E005",
+        "django_tiercache.W001",
+        "django_tiercache.W003",
+    }
+    assert all(message.hint for message in messages)
