@@ -80,7 +80,8 @@ def test_the_page_extends_the_admin_and_shows_health_and_configuration(
     page = response.content.decode()
     assert "admin/base_site.html" in [template.name for template in response.templates]
     assert "Cache statistics" in page
-    assert "reachable" in page and "Redis unreachable" not in page
+    assert "reachable" in page
+    assert "Redis unreachable" not in page
     assert "L1 (this process)" in page
     assert "redis://127.0.0.1" in page
     assert 'name="viewport"' in page  # the admin's responsive layout

@@ -119,7 +119,8 @@ def test_an_l1_ttl_longer_than_the_cache_timeout_is_a_warning() -> None:
     (message,) = _ours(CACHES=_cache(TIMEOUT=30, OPTIONS={"L1_TTL": 60.0}))
 
     assert message.id == "django_tiercache.W002"
-    assert "60 s" in message.msg and "30 s" in message.msg
+    assert "60 s" in message.msg
+    assert "30 s" in message.msg
     assert message.hint
 
 

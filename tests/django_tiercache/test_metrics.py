@@ -190,7 +190,8 @@ def test_without_redis_the_site_figures_are_this_processes(private_redis: RedisS
 
     assert not site.site_wide
     assert site.counts == {"ns|user|misses": 1}
-    assert site.problem and "unreachable" in site.problem
+    assert site.problem
+    assert "unreachable" in site.problem
 
 
 def test_without_a_location_the_figures_stay_local() -> None:
@@ -227,7 +228,8 @@ def test_a_reset_while_redis_is_down_says_so(private_redis: RedisServer) -> None
 
     problem = metrics.reset_site()
 
-    assert problem and "unreachable" in problem
+    assert problem
+    assert "unreachable" in problem
     assert metrics.get_all_stats() == {}
 
 
