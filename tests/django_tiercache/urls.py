@@ -11,5 +11,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("user-and-provider/", views.user_and_provider, name="user-and-provider"),
     path("async-user/", views.async_user, name="async-user"),
+    path("accounts/", views.accounts, name="accounts"),
     path("no-cache/", views.no_cache, name="no-cache"),
 ]

@@ -30,6 +30,13 @@ async def async_user(request: HttpRequest) -> HttpResponse:
     return HttpResponse(json.dumps({"during": dict(during)}), content_type="application/json")
 
 
+def accounts(request: HttpRequest) -> HttpResponse:
+    """Miss `accounts:1`, then cache it."""
+    if cache.get("accounts:1") is None:
+        cache.set("accounts:1", [1, 2])
+    return HttpResponse("accounts")
+
+
 def no_cache(request: HttpRequest) -> HttpResponse:
     """Use no cache at all."""
     return HttpResponse("nothing cached")

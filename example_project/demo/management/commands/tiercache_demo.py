@@ -1,0 +1,123 @@
+"""`manage.py tiercache_demo`: find or start Redis, migrate, create the demo admin, serve."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from example_project.demo.redis_process import (
+    PrivateRedis,
+    answers_ping,
+    die_with_parent,
+    free_port,
+)
+
+MANAGE_PY = Path(__file__).resolve().parents[4] / "example_project" / "manage.py"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+DEMO_USER = "admin"
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the example site on http://127.0.0.1:8000/: use Redis at $TIERCACHE_REDIS_URL or "
+        "127.0.0.1:6379, else start a private redis-server, else go on without Redis."
+    )
+    # The checks would build the cache before we know where Redis is; runserver runs them.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--port", type=int, default=8000, help="Port to serve on (default 8000)."
+        )
+        parser.add_argument("--addr", default="127.0.0.1", help="Address to serve on.")
+        which = parser.add_mutually_exclusive_group()
+        which.add_argument("--no-redis", action="store_true", help="Run without Redis (L1 only).")
+        which.add_argument(
+            "--private-redis",
+            action="store_true",
+            help="Start a private redis-server even if one answers on 6379.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        private: PrivateRedis | None = None
+        server: subprocess.Popen[bytes] | None = None
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            url, how, private = self._find_redis(
+                no_redis=options["no_redis"], private_only=options["private_redis"]
+            )
+            call_command("migrate", interactive=False, verbosity=0)
+            password = self._demo_admin()
+            site = f"http://{options['addr']}:{options['port']}"
+            self._banner(site, url, how, password)
+            server = subprocess.Popen(
+                [
+                    *die_with_parent(),
+                    sys.executable,
+                    str(MANAGE_PY),
+                    "runserver",
+                    f"{options['addr']}:{options['port']}",
+                    "--noreload",
+                ],
+                env={**os.environ, "TIERCACHE_REDIS_URL": url},
+            )
+            server.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if server is not None and server.poll() is None:
+                server.terminate()
+                server.wait()
+            if private is not None:
+                private.stop()
+                self.stdout.write("Stopped the private redis-server.")
+
+    def _find_redis(
+        self, *, no_redis: bool, private_only: bool
+    ) -> tuple[str, str, PrivateRedis | None]:
+        if no_redis:
+            return f"redis://127.0.0.1:{free_port()}/0", "none (--no-redis)", None
+        given = os.environ.get("TIERCACHE_REDIS_URL")
+        if given and not private_only:
+            state = "answers" if answers_ping(given) else "does NOT answer; serving from L1 only"
+            return given, f"from $TIERCACHE_REDIS_URL ({state})", None
+        if not private_only and answers_ping(DEFAULT_REDIS):
+            return DEFAULT_REDIS, "found on 127.0.0.1:6379", None
+        private = PrivateRedis.start_if_installed()
+        if private is not None:
+            return private.url, "private redis-server started for this run", private
+        return DEFAULT_REDIS, "none found: serving from L1 only (the stats page says so)", None
+
+    def _demo_admin(self) -> str:
+        password = os.environ.get("TIERCACHE_DEMO_PASSWORD") or secrets.token_urlsafe(9)
+        user_model = get_user_model()
+        user, _ = user_model._default_manager.get_or_create(username=DEMO_USER)
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        return password
+
+    def _banner(self, site: str, url: str, how: str, password: str) -> None:
+        write = self.stdout.write
+        write(self.style.SUCCESS("tiercache example site"))
+        write(f"  Redis:        {url}  [{how}]")
+        write(f"  Site:         {site}/")
+        write(f"  Cache stats:  {site}/admin/django_tiercache/cachestats/")
+        write(f"  Log in as:    {DEMO_USER} / {password}")
+        write("  Visit a few pages (or /simulate/), then reload the stats page. Stop with Ctrl-C.")
+        self.stdout.flush()
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
