@@ -12,10 +12,12 @@ from tiercache.errors import (
     DomainError,
     InvalidKey,
     InvalidTTL,
+    LoaderFailed,
     NotAnInteger,
     NotSerializable,
     ValueTooLarge,
 )
+from tiercache.health import ResilienceStats, resilience_stats
 from tiercache.memory import MemoryTier
 from tiercache.metrics import CacheMetrics
 from tiercache.options import CacheOptions
@@ -46,12 +48,15 @@ __all__ = [
     "InvalidKey",
     "InvalidTTL",
     "JSONObject",
+    "LoaderFailed",
     "MemoryTier",
     "NamespaceStats",
     "NotAnInteger",
     "NotSerializable",
+    "ResilienceStats",
     "SyncCacheProtocol",
     "TieredCache",
     "ValueTooLarge",
+    "resilience_stats",
 ]
 __version__ = "0.1.0"

@@ -45,6 +45,11 @@ class CircuitBreaker:
             return "half_open"
         return self._state
 
+    @property
+    def failures(self) -> int:
+        """Return the consecutive failures counted since the last success."""
+        return self._failures
+
     def on_recover(self, listener: Callable[[], None]) -> None:
         """Call `listener` each time the circuit closes after having been open."""
         self._listeners.append(listener)

@@ -7,9 +7,10 @@ scripts publish on `channel` (see `tiercache.listener`).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tiercache.globs import glob_to_regex
 from tiercache.memory import MemoryTier
@@ -38,6 +39,14 @@ class LocalBus:
         self._l1s: weakref.WeakSet[MemoryTier] = weakref.WeakSet()
         # Set by the listener: False while it may have missed messages.
         self.healthy = True
+        # Starts this process's listener (see `listen_with`); None: nobody else to hear.
+        self._listen: Callable[[], None] | None = None
+        # What the listener reports, for metrics: monotonic times, counters, last failure.
+        self.subscribed_at: float | None = None
+        self.last_message_at: float | None = None
+        self.messages = 0
+        self.reconnects = 0
+        self.last_error: str | None = None
 
     @property
     def channel(self) -> str:
@@ -82,5 +91,31 @@ class LocalBus:
             l1.clear()
 
     def fills_allowed(self) -> bool:
-        """Return whether L1 may be filled from L2 now."""
+        """Return whether L1 may take values now; starts the listener on first need."""
+        if not self.healthy and self._listen is not None:
+            self._listen()
         return self.healthy
+
+    def listen_with(self, start: Callable[[], None]) -> None:
+        """Have `start` run this process's listener; no L1 fills until it has subscribed."""
+        with self._lock:
+            if self._listen is None:
+                self._listen = start
+                self.healthy = False
+
+    @property
+    def listening(self) -> bool:
+        """Return whether other processes are heard through a listener (when healthy)."""
+        return self._listen is not None
+
+    def after_fork(self, instance_id: str) -> None:
+        """Start over in a forked child: new id, no listener yet, empty L1s."""
+        self._lock = threading.Lock()  # the parent's may have been held by another thread
+        self.instance_id = instance_id
+        self.subscribed_at = self.last_message_at = self.last_error = None
+        self.messages = self.reconnects = 0
+        if self._listen is not None:
+            self.healthy = False
+        for l1 in list(self._l1s):
+            with contextlib.suppress(Exception):  # at-fork hooks must not raise
+                l1.after_fork()

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, cast
 
-from returns.result import Result
+from returns.result import Failure, Result
 
 from tiercache.breaker import CircuitBreaker
+from tiercache.bus import LocalBus
 from tiercache.codecs import TextCodec
 from tiercache.commands import Request
 from tiercache.composite import Assembly, assemble
 from tiercache.drivers import drive, drive_async
 from tiercache.errors import CacheError
+from tiercache.keys import DEFAULT_NAMESPACE, check_key, check_ttl, namespace_of
 from tiercache.memory import MemoryTier
 from tiercache.metrics import CacheMetrics
 from tiercache.operations import CacheOperations
 from tiercache.options import CacheOptions
 from tiercache.ports import CacheMetricsProtocol, JSONObject
 from tiercache.redis_tier import AsyncRedisTier, RedisTier
+from tiercache.stampede import Loading, aload, load, make_plan
 
 __all__ = ["AsyncTieredCache", "TieredCache"]
 
@@ -68,6 +71,38 @@ class _Shell:
     def breaker(self) -> CircuitBreaker | None:
         """Return the circuit breaker guarding L2, if any."""
         return self._assembly.breaker
+
+    @property
+    def bus(self) -> LocalBus:
+        """Return the invalidation bus that keeps this cache's L1 coherent."""
+        return self._assembly.bus
+
+    def _loading(
+        self,
+        key: str,
+        ttl: int | None,
+        *,
+        lock: bool,
+        stale_ttl: float | None,
+        fail_safe: float | None,
+        jitter: float | None,
+    ) -> Loading | Failure[CacheError]:
+        """Return the get_or_set flow of `key`, or the Failure its arguments deserve."""
+        options = self.options
+        namespace = DEFAULT_NAMESPACE
+        if isinstance(key, str):
+            namespace = namespace_of(key, options.namespace_separator)
+        bad = check_key(key) or (check_ttl(ttl, key) if ttl is not None else None)
+        plan = bad or make_plan(
+            options.default_ttl if ttl is None else ttl,
+            lock=lock,
+            stale_ttl=stale_ttl,
+            fail_safe=fail_safe,
+            jitter=options.ttl_jitter if jitter is None else jitter,
+        )
+        if isinstance(plan, CacheError):
+            return self._assembly.policy.failed(namespace, plan)
+        return self._assembly.stampede.flow(options.key_prefix + key, namespace, plan)
 
     def __repr__(self) -> str:
         size = self.options.l1_maxsize or 0
@@ -155,6 +190,32 @@ class TieredCache(_Shell):
     ) -> Result[None, CacheError]:
         """Store every item with one L2 round trip."""
         return drive(self._ops.set_many(mapping, ttl), self._executor)
+
+    def get_or_set(
+        self,
+        key: str,
+        loader: Callable[[], str],
+        ttl: int | None = None,
+        *,
+        lock: bool = False,
+        stale_ttl: float | None = None,
+        fail_safe: float | None = None,
+        jitter: float | None = None,
+    ) -> Result[str, CacheError]:
+        """Return the value of `key`, calling `loader` once (per process) when it is missing.
+
+        `lock`: also once across processes, with a lock in Redis. `stale_ttl`: after `ttl`,
+        serve the old value this long while one caller refreshes it. `fail_safe`: after
+        `ttl`, serve the old value this long when `loader` raises or Redis is down.
+        `jitter`: shorten `ttl` by a random fraction up to this. A loader that raises,
+        with no stale value allowed, gives `Failure(LoaderFailed)`.
+        """
+        flow = self._loading(
+            key, ttl, lock=lock, stale_ttl=stale_ttl, fail_safe=fail_safe, jitter=jitter
+        )
+        if isinstance(flow, Failure):
+            return flow
+        return cast("Result[str, CacheError]", load(flow, self._executor, loader))
 
     def close(self) -> None:
         """Release this cache's connections."""
@@ -248,6 +309,28 @@ class AsyncTieredCache(_Shell):
     ) -> Result[None, CacheError]:
         """Store every item with one L2 round trip."""
         return await drive_async(self._ops.set_many(mapping, ttl), self._executor)
+
+    async def get_or_set(
+        self,
+        key: str,
+        loader: Callable[[], Awaitable[str]],
+        ttl: int | None = None,
+        *,
+        lock: bool = False,
+        stale_ttl: float | None = None,
+        fail_safe: float | None = None,
+        jitter: float | None = None,
+    ) -> Result[str, CacheError]:
+        """Return the value of `key`, awaiting `loader` once (per process) when it is missing.
+
+        The options are those of `TieredCache.get_or_set`.
+        """
+        flow = self._loading(
+            key, ttl, lock=lock, stale_ttl=stale_ttl, fail_safe=fail_safe, jitter=jitter
+        )
+        if isinstance(flow, Failure):
+            return flow
+        return cast("Result[str, CacheError]", await aload(flow, self._executor, loader))
 
     async def aclose(self) -> None:
         """Release this cache's connections on the running loop; drop the others."""

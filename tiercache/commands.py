@@ -16,6 +16,7 @@ __all__ = [
     "GET",
     "INCREMENT",
     "MGET",
+    "RELEASE_LOCK",
     "SCRIPTS",
     "SET",
     "SET_MANY",
@@ -123,4 +124,9 @@ local n = redis.call('INCRBY', KEYS[1], ARGV[1])
 """
     + _PUBLISH
     + "\nreturn n"
+)
+
+#: KEYS[1] (a lock), ARGV: the owner's token -> 1 if released, 0 if not ours (expired)
+RELEASE_LOCK: Final = _script(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\nreturn 0"
 )

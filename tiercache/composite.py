@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tiercache import registry
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
 from tiercache.codecs import Codec
+from tiercache.listener import Listener
 from tiercache.memory import MemoryTier
 from tiercache.options import CacheOptions
 from tiercache.policy import TierPolicy
 from tiercache.ports import CacheMetricsProtocol
+from tiercache.redis_pubsub import RedisSubscriber
+from tiercache.stampede import Stampede
 
 __all__ = ["Assembly", "assemble"]
 
@@ -24,6 +28,7 @@ class Assembly:
     policy: TierPolicy
     bus: LocalBus
     breaker: CircuitBreaker | None
+    stampede: Stampede
 
 
 def assemble(
@@ -46,7 +51,13 @@ def assemble(
         breaker = None
     else:
         bus = registry.bus_for(options.location, options.channel())
-        breaker = registry.breaker_for(options.location, lambda: _breaker(options, bus))
+        listener = _listener(options, bus)
+        breaker = registry.breaker_for(options.location, lambda: _breaker(options, bus, listener))
+        if bus.channel and l1 is not None:
+            bus.listen_with(lambda: listener().ensure_started())
+            # Subscribe before the first read or write: both capture the L1 sequence,
+            # and the subscribe's clear would make their fill look raced.
+            listener().ensure_started()
     if l1 is not None:
         bus.attach(l1)
     policy = TierPolicy(
@@ -57,11 +68,41 @@ def assemble(
         metrics=metrics,
         max_value_bytes=options.max_value_bytes,
     )
-    return Assembly(options, policy, bus, breaker)
+    stampede = Stampede(
+        policy,
+        bus,
+        # Same Redis key, same value: one flight per key and server, whichever cache asks.
+        scope=options.location if options.url is not None else id(policy),
+        lock_timeout=options.lock_timeout,
+        backup_size=options.l1_maxsize or 10_000,
+        timer=options.timer,
+    )
+    return Assembly(options, policy, bus, breaker, stampede)
 
 
-def _breaker(options: CacheOptions, bus: LocalBus) -> CircuitBreaker:
+def _breaker(
+    options: CacheOptions, bus: LocalBus, listener: Callable[[], Listener]
+) -> CircuitBreaker:
     breaker = CircuitBreaker(options.breaker_threshold, options.breaker_reset, timer=options.timer)
     # Writes made elsewhere while we could not hear them were never announced.
     breaker.on_recover(bus.clear_all)
+    if bus.channel:
+        # Redis is back: resubscribe now rather than when the listener's backoff ends.
+        breaker.on_recover(lambda: listener().wake())
     return breaker
+
+
+def _listener(options: CacheOptions, bus: LocalBus) -> Callable[[], Listener]:
+    """Return how to reach this process's listener of `bus` (made on first need)."""
+    url = options.url
+    assert url is not None
+
+    def make() -> Listener:
+        return Listener(
+            bus,
+            lambda: RedisSubscriber(url, options.connect_timeout, options.heartbeat_interval),
+            heartbeat=options.heartbeat_interval,
+            first_wait=options.connect_timeout + options.socket_timeout,
+        )
+
+    return lambda: registry.listener_for(bus, make)

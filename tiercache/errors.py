@@ -12,6 +12,7 @@ __all__ = [
     "DomainError",
     "InvalidKey",
     "InvalidTTL",
+    "LoaderFailed",
     "NotAnInteger",
     "NotSerializable",
     "ValueTooLarge",
@@ -68,3 +69,8 @@ class NotAnInteger(CacheError):
 
 class CorruptData(CacheError):
     """Bytes read back from L2 could not be decoded; treated as a miss."""
+
+
+class LoaderFailed(CacheError):
+    """get_or_set's loader raised (its exception is the `__cause__`) and no stale value
+    was allowed to stand in for it."""

@@ -188,6 +188,11 @@ class MemoryTier:
             self._floor = self._seq
             self._tombstones.clear()
 
+    def after_fork(self) -> None:
+        """Start empty in a forked child, with a new lock (the parent's may stay held)."""
+        self._lock = threading.Lock()
+        self.clear()
+
     def update(self, key: str, change: Callable[[object], object]) -> object:
         """Atomically replace what is held for `key` by `change(held or MISSING)`."""
         with self._lock:

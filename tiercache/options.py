@@ -39,6 +39,13 @@ class CacheOptions:
     #: Consecutive L2 failures that open the circuit, and seconds before a probe.
     breaker_threshold: int = 3
     breaker_reset: float = 2.0
+    #: Seconds of pub/sub silence before the listener PINGs, and that it waits for the pong.
+    heartbeat_interval: float = 1.0
+    #: get_or_set(lock=True): lifetime of the Redis lock, and the longest others wait on it.
+    lock_timeout: float = 10.0
+    #: get_or_set shortens each TTL by a random fraction up to this, so keys written
+    #: together do not expire together (0: off).
+    ttl_jitter: float = 0.0
     timer: Callable[[], float] = field(default=time.monotonic, compare=False)
 
     def __post_init__(self) -> None:

@@ -143,6 +143,16 @@ class TierPolicy:
         """Tell this process's other L1s, once the change is in the shared tier."""
         self.bus.announce_locally(self.l1, op, keys, pattern)
 
+    def _changed(self, keys: Sequence[str]) -> None:
+        """Drop `keys` from every L1 of this process once their change reached Redis.
+
+        Invalidating before the change is not enough: a read that overlapped it may
+        have seen the old value and would fill it; this refuses or drops that fill.
+        """
+        if self.l1 is not None:
+            self.l1.invalidate(keys)
+        self._announce("keys", keys)
+
     # -- reads -----------------------------------------------------------------------
 
     def cached(self, key: str, namespace: str) -> object:
@@ -180,6 +190,23 @@ class TierPolicy:
         self._hit(namespace, "l2")
         self._fill(key, value, raw, pttl, since)  # type: ignore[arg-type]
         return Success(value)
+
+    def fetch_entry(self, key: str, namespace: str) -> Flow[tuple[object, bytes, float | None]]:
+        """Return (value or MISSING, its bytes, seconds left or None) from L2; fill L1."""
+        since = self.l1.begin_read() if self.l1 is not None else 0
+        try:
+            reply = yield commands.evalsha(commands.GET, [key])
+        except CacheError as error:
+            return self.failed(namespace, error)
+        raw, pttl = reply if isinstance(reply, list) else (None, None)
+        value = self._decode(key, namespace, raw)
+        if value is MISSING or not isinstance(raw, bytes):
+            self._miss(namespace)
+            return Success((MISSING, b"", None))
+        self._hit(namespace, "l2")
+        self._fill(key, value, raw, pttl, since)
+        left = None if pttl == -1 else pttl / 1000 if isinstance(pttl, int) and pttl > 0 else 0.0
+        return Success((value, raw, left))
 
     def get_many(self, keys: Sequence[tuple[str, str]]) -> Flow[dict[str, object]]:
         """Return the values found for (key, namespace) pairs, keyed by key."""
@@ -283,14 +310,13 @@ class TierPolicy:
                 commands.SET, [key], raw, _ms(ttl), int(only_if_absent), channel, message
             )
         except CacheError as error:
-            if l1 is not None:
-                l1.invalidate((key,))
+            self._changed((key,))  # a timed-out write may still have happened
             return self.failed(namespace, error)
         if l1 is not None:
-            if stored:
+            if stored and self.bus.fills_allowed():
                 l1.put_if_unchanged(key, self.codec.to_l1(value, raw), ttl, since, len(raw))
             else:
-                l1.invalidate((key,))  # someone else's value won: our copy may be stale
+                l1.invalidate((key,))  # another value won, or we may be deaf to others
         if stored:
             self._announce("keys", (key,))
         return Success(bool(stored))
@@ -323,12 +349,13 @@ class TierPolicy:
                 commands.SET_MANY, keys, *(raw for _, _, raw in encoded), _ms(ttl), channel, message
             )
         except CacheError as error:
-            if l1 is not None:
-                l1.invalidate(keys)
+            self._changed(keys)  # a timed-out write may still have happened
             return self.failed(items[0][1], error)
-        if l1 is not None:
+        if l1 is not None and self.bus.fills_allowed():
             for key, value, raw in encoded:
                 l1.put_if_unchanged(key, self.codec.to_l1(value, raw), ttl, since, len(raw))
+        elif l1 is not None:
+            l1.invalidate(keys)
         self._announce("keys", keys)
         return Success([])
 
@@ -346,8 +373,10 @@ class TierPolicy:
             try:
                 reply = yield commands.evalsha(commands.DELETE, batch, channel, message)
             except CacheError as error:
+                self._changed(keys)
                 return self.failed(namespace, error)
             removed += reply if isinstance(reply, int) else 0
+        self._changed(keys)
         return Success(removed)
 
     def expire(self, key: str, namespace: str, ttl: float | None) -> Flow[bool]:
@@ -367,8 +396,9 @@ class TierPolicy:
         try:
             reply = yield commands.evalsha(commands.EXPIRE, [key], millis, channel, message)
         except CacheError as error:
+            self._changed((key,))
             return self.failed(namespace, error)
-        self._announce("keys", (key,))
+        self._changed((key,))
         return Success(reply == 1)
 
     def increment(
@@ -393,8 +423,9 @@ class TierPolicy:
             wrong = NotAnInteger(f"value of key {key!r} is not an integer", key=key)
             return self.failed(namespace, wrong)
         except CacheError as error:
+            self._changed((key,))
             return self.failed(namespace, error)
-        self._announce("keys", (key,))
+        self._changed((key,))
         return Success(reply if isinstance(reply, int) else None)
 
     def _increment_l1(self, l1: MemoryTier, key: str, amount: int, must_exist: bool) -> int | None:
@@ -431,4 +462,9 @@ class TierPolicy:
                 yield ("PUBLISH", channel, message)
         except CacheError as error:
             return self.failed(namespace, error)
+        finally:
+            # Again now it is done, for reads that overlapped the deletes (see `_changed`).
+            if self.l1 is not None:
+                self.l1.invalidate_matching(glob_to_regex(glob))
+            self._announce("pattern", pattern=glob)
         return Success(removed)

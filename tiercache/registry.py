@@ -1,8 +1,10 @@
-"""Process-wide state in one place: shared buses, breakers, clients and L1s.
+"""Process-wide state in one place: shared buses, listeners, breakers, clients and L1s.
 
 Everything here is per process: after `fork` the child starts afresh (new instance
-id, no inherited connections or listeners). `reset()` returns to a blank state for
-tests.
+id, no inherited connections or listeners). Buses survive a fork, renamed and with
+their L1s emptied, so caches built before it (gunicorn --preload) and after it still
+share one bus; each starts its own listener when first used. `reset()` returns to a
+blank state for tests.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from typing import TypeVar
 
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
+from tiercache.listener import Listener
 from tiercache.memory import MemoryTier
 
 __all__ = [
     "breaker_for",
     "bus_for",
     "instance_id",
+    "listener_for",
     "per_loop",
     "reset",
     "shared",
@@ -42,6 +46,7 @@ _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, o
     weakref.WeakKeyDictionary()
 )
 _closers: list[Callable[[], None]] = []
+_listeners: dict[LocalBus, Listener] = {}
 
 
 def instance_id() -> str:
@@ -56,6 +61,15 @@ def bus_for(location: str, channel: str) -> LocalBus:
         if bus is None:
             bus = _buses[location] = LocalBus(channel, _instance_id)
         return bus
+
+
+def listener_for(bus: LocalBus, factory: Callable[[], Listener]) -> Listener:
+    """Return the listener of `bus` in this process, creating it with `factory` once."""
+    with _lock:
+        listener = _listeners.get(bus)
+        if listener is None:
+            listener = _listeners[bus] = factory()
+        return listener
 
 
 def breaker_for(location: str, factory: Callable[[], CircuitBreaker]) -> CircuitBreaker:
@@ -106,12 +120,16 @@ def reset() -> None:
     with _lock:
         closers = list(_closers)
         _closers.clear()
+        listeners = list(_listeners.values())
+        _listeners.clear()
         _buses.clear()
         _breakers.clear()
         _l1s.clear()
         _shared.clear()
         _per_loop.clear()
         _instance_id = uuid.uuid4().hex[:12]
+    for listener in listeners:
+        listener.stop()
     for close in closers:
         with contextlib.suppress(Exception):  # best effort while tearing down
             close()
@@ -123,12 +141,14 @@ def _after_fork_in_child() -> None:
     global _instance_id, _lock
     _lock = threading.RLock()
     _closers.clear()
-    _buses.clear()
+    _listeners.clear()
     _breakers.clear()
     _l1s.clear()
     _shared.clear()
     _per_loop.clear()
     _instance_id = uuid.uuid4().hex[:12]
+    for bus in _buses.values():
+        bus.after_fork(_instance_id)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
