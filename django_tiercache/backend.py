@@ -15,18 +15,21 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
-from returns.result import Result, Success
+from django.core.exceptions import ImproperlyConfigured
+from returns.result import Failure, Result, Success
 
 from django_tiercache.backbone import Backbone, backbone_for
 from django_tiercache.options import BackendOptions, parse_options
 from tiercache.breaker import CircuitBreaker
+from tiercache.bus import LocalBus
 from tiercache.drivers import drive, drive_async
-from tiercache.errors import CacheError, NotSerializable
+from tiercache.errors import CacheError, LoaderFailed, NotAnInteger, NotSerializable
 from tiercache.globs import escape_glob
 from tiercache.keys import namespace_of
 from tiercache.memory import MISSING, MemoryTier
 from tiercache.policy import Flow
 from tiercache.ports import CacheMetricsProtocol
+from tiercache.stampede import Loading, aload, load, make_plan
 
 __all__ = ["TieredCache"]
 
@@ -203,6 +206,8 @@ class TieredCache(BaseCache):
         error = result.failure()
         if isinstance(error, NotSerializable):
             raise pickle.PicklingError(str(error))
+        if isinstance(error, NotAnInteger):  # incr/decr of a value that is not an int
+            raise TypeError(str(error))
         self._backbone.log_failure(operation, error)
         return fallback
 
@@ -444,3 +449,62 @@ class TieredCache(BaseCache):
     @property
     def _async(self) -> Callable[..., Any] | None:
         return self._backbone.async_executor
+
+    # -- get_or_set: one computation per missing key (see tiercache.stampede) -----------
+
+    @property
+    def bus(self) -> LocalBus:
+        """Return the invalidation bus that keeps this alias's L1 coherent."""
+        return self._backbone.assembly.bus
+
+    def _loading(self, key: Any, timeout: Timeout, version: int | None) -> Loading:
+        full, namespace = self._resolve(key, version)
+        options = self.options
+        plan = make_plan(
+            self.get_backend_timeout(timeout),
+            lock=options.GET_OR_SET_LOCK,
+            stale_ttl=options.STALE_TTL,
+            fail_safe=options.FAIL_SAFE_MAX_AGE,
+            jitter=options.TTL_JITTER,
+        )
+        if isinstance(plan, CacheError):
+            raise ImproperlyConfigured(f"django_tiercache OPTIONS: {plan}")
+        return self._backbone.assembly.stampede.flow(full, namespace, plan)
+
+    def _loaded(self, result: Result[object, CacheError]) -> Any:
+        if isinstance(result, Failure):
+            cause = result.failure().__cause__
+            if isinstance(result.failure(), LoaderFailed) and isinstance(cause, Exception):
+                raise cause  # Django lets the callable's exception through
+        return self._settle(result, "get_or_set", None)
+
+    def get_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> Any:
+        """Return the cached value, or compute `default` (a value or a callable) and cache it.
+
+        Concurrent callers of a missing key wait for one computation in this process (in
+        the whole fleet with GET_OR_SET_LOCK); see STALE_TTL and FAIL_SAFE_MAX_AGE.
+        """
+        loader = default if callable(default) else lambda: default
+        return self._loaded(load(self._loading(key, timeout, version), self._sync, loader))
+
+    async def aget_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> Any:
+        """Return the cached value, or compute `default` once and cache it (as in Django,
+        a callable is called, not awaited)."""
+
+        async def loader() -> object:
+            return default() if callable(default) else default
+
+        flow = self._loading(key, timeout, version)
+        return self._loaded(await aload(flow, self._async, loader))

@@ -147,6 +147,10 @@ class AliasMetrics:
         self._lock = threading.Lock()
         self._totals: Counter[str] = Counter()  # this process, since its last reset
         self._pending: Counter[str] = Counter()  # not yet added into Redis
+        # Counts made outside requests land in a per-thread shard that only its thread
+        # writes (no lock on the hot path); readers fold what is new in each shard.
+        self._local = threading.local()
+        self._shards: list[tuple[dict[_Event, int], dict[_Event, int]]] = []
         self._push_lock = threading.Lock()
         self._next_push = timer() + push_interval
         self._epoch = ""  # the Redis reset epoch our pending deltas belong to
@@ -179,8 +183,26 @@ class AliasMetrics:
         scope = _current_scope.get()
         if scope is not None:
             scope.add(self, event)
-        else:
-            self._add(_fields(Counter({event: 1}), view=None))
+            return
+        try:
+            shard: dict[_Event, int] = self._local.shard
+        except AttributeError:
+            shard = self._local.shard = {}
+            with self._lock:
+                self._shards.append((shard, {}))
+        shard[event] = shard.get(event, 0) + 1
+
+    def _fold(self) -> None:
+        """Move what the per-thread shards counted since the last fold into the totals."""
+        news: Counter[_Event] = Counter()
+        with self._lock:
+            for shard, seen in self._shards:
+                for event, count in shard.copy().items():  # dict.copy is atomic
+                    if count != seen.get(event, 0):
+                        news[event] += count - seen.get(event, 0)
+                        seen[event] = count
+        if news:
+            self._add(_fields(news, view=None))
 
     def merge_request(self, events: Mapping[_Event, int], view: str) -> None:
         """Add one request's counts, attributed to `view`, in one step."""
@@ -208,11 +230,13 @@ class AliasMetrics:
 
     def snapshot(self) -> Counter[str]:
         """Return a copy of this process's counters."""
+        self._fold()
         with self._lock:
             return Counter(self._totals)
 
     def reset(self, namespace: str | None = None) -> None:
         """Zero this process's counters of one namespace, or all (Redis is untouched)."""
+        self._fold()
         with self._lock:
             if namespace is None:
                 self._totals.clear()
@@ -251,6 +275,7 @@ class AliasMetrics:
             self._push_lock.release()
 
     def _push_locked(self, sink: RedisCounterSink) -> bool:
+        self._fold()
         with self._lock:
             deltas, self._pending = self._pending, Counter()
         self._next_push = self._timer() + self.push_interval

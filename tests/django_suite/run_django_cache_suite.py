@@ -570,6 +570,10 @@ def build_test_class(spec: BackendSpec) -> type[unittest.TestCase]:
         # settings.CACHES held django's RedisCache at import; we configure it here.
         "__unittest_skip__": False,
     }
+    if spec.backend != BUILTIN_BACKEND:
+        # RedisCacheTests expects redis-py's ResponseError from incr() on a non-integer:
+        # an internal of Django's backend. The cache contract (BaseCacheTests) says TypeError.
+        namespace["incr_decr_type_error"] = TypeError
     test_class = type(base.__name__, (base,), namespace)
     decorated: type[unittest.TestCase] = override_settings(CACHES=caches_setting)(test_class)
     return decorated
