@@ -53,6 +53,9 @@ class Backbone:
             invalidation=options.INVALIDATION,
             breaker_threshold=options.BREAKER_THRESHOLD,
             breaker_reset=options.BREAKER_RESET,
+            heartbeat_interval=options.HEARTBEAT_INTERVAL,
+            lock_timeout=options.LOCK_TIMEOUT,
+            ttl_jitter=options.TTL_JITTER,
         )
         self.codec = DjangoCodec(_serializer(options))
         self.assembly: Assembly = assemble(self.core_options, self.codec, metrics)

@@ -41,6 +41,20 @@ class BackendOptions:
     #: Consecutive Redis failures that open the circuit, and seconds before a probe.
     BREAKER_THRESHOLD: int = 3
     BREAKER_RESET: float = 2.0
+    #: Seconds of pub/sub silence before the listener PINGs, and that it waits for the pong.
+    HEARTBEAT_INTERVAL: float = 1.0
+    #: get_or_set: a Redis lock makes one process in the fleet compute a missing value.
+    GET_OR_SET_LOCK: bool = False
+    #: get_or_set: lifetime of that lock, and the longest other processes wait on it.
+    LOCK_TIMEOUT: float = 10.0
+    #: get_or_set: after its timeout, serve a value this many seconds more while one
+    #: caller recomputes it (stale-while-revalidate; 0: off).
+    STALE_TTL: float = 0.0
+    #: get_or_set: after its timeout, serve a value this many seconds more when the
+    #: callable raises or Redis is down (fail-safe; 0: off).
+    FAIL_SAFE_MAX_AGE: float = 0.0
+    #: get_or_set: shorten each timeout by a random fraction up to this (0: off).
+    TTL_JITTER: float = 0.0
     #: Seconds between each process adding its metric counters into Redis.
     METRICS_PUSH_INTERVAL: float = 5.0
 
