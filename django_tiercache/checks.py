@@ -64,13 +64,23 @@ def check_caches(
 
 def _check_location(alias: str, location: object) -> list[checks.CheckMessage]:
     hint = 'Use one Redis URL, e.g. "redis://127.0.0.1:6379/0" (or rediss://, unix://).'
-    if not isinstance(location, str) or not location.strip():
-        problem = (
-            "has no LOCATION" if not location else f"has a LOCATION that is not a URL: {location!r}"
-        )
+    if location is None or (isinstance(location, str) and not location.strip()):
+        return [
+            checks.Warning(
+                f"Cache {alias!r} has no LOCATION, so it is an L1-only cache: each process "
+                "has its own.",
+                hint=f"Fine for development. To share entries across processes: {hint}",
+                obj=alias,
+                id="django_tiercache.W006",
+            )
+        ]
+    if not isinstance(location, str):
         return [
             checks.Error(
-                f"Cache {alias!r} {problem}.", hint=hint, obj=alias, id="django_tiercache.E001"
+                f"Cache {alias!r} has a LOCATION that is not a URL: {location!r}.",
+                hint=hint,
+                obj=alias,
+                id="django_tiercache.E001",
             )
         ]
     try:

@@ -79,8 +79,10 @@ def _add_server_timing(scope: RequestScope, response: HttpResponseBase) -> None:
         f"{totals['hits']} hits ({totals['l1_hits']} L1, {totals['l2_hits']} L2), "
         f"{totals['misses']} misses, {totals['errors']} errors"
     )
+    # `dur` only when the backend reported its time (`AliasMetrics.record_time`).
+    duration = f";dur={scope.cache_seconds * 1000:.3f}" if scope.cache_seconds else ""
     entries = [
-        f'cache;dur={scope.cache_seconds * 1000:.3f};desc="{description}"',
+        f'cache{duration};desc="{description}"',
         f'cache-hits;desc="{totals["hits"]}"',
         f'cache-misses;desc="{totals["misses"]}"',
     ]

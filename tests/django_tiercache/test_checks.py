@@ -38,8 +38,6 @@ def test_the_test_settings_pass_every_check(redis_url: str) -> None:
 @pytest.mark.parametrize(
     "location",
     [
-        "",
-        None,
         "memcached://127.0.0.1:11211",
         "127.0.0.1:6379",
         "redis://",
@@ -63,6 +61,15 @@ def test_a_bad_location_is_an_error(location: object) -> None:
 )
 def test_good_locations_pass(location: str) -> None:
     assert _ids(CACHES=_cache(location)) == []
+
+
+@pytest.mark.parametrize("location", ["", None])
+def test_no_location_is_a_warning_about_an_l1_only_cache(location: object) -> None:
+    (message,) = _ours(CACHES=_cache(location))
+
+    assert message.id == "django_tiercache.W006"
+    assert not message.is_serious()
+    assert "L1-only" in message.msg
 
 
 def test_an_unknown_option_is_an_error_that_suggests_the_right_key() -> None:

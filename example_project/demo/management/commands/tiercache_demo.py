@@ -19,7 +19,6 @@ from example_project.demo.redis_process import (
     PrivateRedis,
     answers_ping,
     die_with_parent,
-    free_port,
 )
 
 MANAGE_PY = Path(__file__).resolve().parents[4] / "example_project" / "manage.py"
@@ -87,7 +86,7 @@ class Command(BaseCommand):
         self, *, no_redis: bool, private_only: bool
     ) -> tuple[str, str, PrivateRedis | None]:
         if no_redis:
-            return f"redis://127.0.0.1:{free_port()}/0", "none (--no-redis)", None
+            return "", "none (--no-redis): an L1-only cache in the server process", None
         given = os.environ.get("TIERCACHE_REDIS_URL")
         if given and not private_only:
             state = "answers" if answers_ping(given) else "does NOT answer; serving from L1 only"
@@ -97,7 +96,7 @@ class Command(BaseCommand):
         private = PrivateRedis.start_if_installed()
         if private is not None:
             return private.url, "private redis-server started for this run", private
-        return DEFAULT_REDIS, "none found: serving from L1 only (the stats page says so)", None
+        return "", "none found: an L1-only cache in the server process", None
 
     def _demo_admin(self) -> str:
         password = os.environ.get("TIERCACHE_DEMO_PASSWORD") or secrets.token_urlsafe(9)
@@ -111,7 +110,7 @@ class Command(BaseCommand):
     def _banner(self, site: str, url: str, how: str, password: str) -> None:
         write = self.stdout.write
         write(self.style.SUCCESS("tiercache example site"))
-        write(f"  Redis:        {url}  [{how}]")
+        write(f"  Redis:        {url or '-'}  [{how}]")
         write(f"  Site:         {site}/")
         write(f"  Cache stats:  {site}/admin/django_tiercache/cachestats/")
         write(f"  Log in as:    {DEMO_USER} / {password}")
