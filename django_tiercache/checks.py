@@ -108,7 +108,7 @@ def _check_location(alias: str, location: object) -> list[checks.CheckMessage]:
     if parts.scheme != "unix" and (not parts.hostname or "," in location or port == 0):
         return [
             checks.Error(
-                f"Cache {alias!r} has a LOCATION without one host: {parts._replace(netloc=parts.hostname or '').geturl()!r}.",
+                f"Cache {alias!r} has a LOCATION that names no single Redis host.",
                 hint=hint,
                 obj=alias,
                 id="django_tiercache.E001",
