@@ -13,24 +13,13 @@ from typing import Any
 
 import pytest
 
-from tests.django_tiercache.django_setup import configure_django
+from tests.django_tiercache.django_setup import configure_django, tiered_caches
 
 configure_django()
 
 from django.core.cache import caches  # noqa: E402 - needs the settings configured above
 
 from django_tiercache.metrics import reset_metrics_registry  # noqa: E402
-
-
-def tiered_caches(location: str, **options: Any) -> dict[str, dict[str, Any]]:
-    """Return a CACHES setting with one tiered `default` cache on `location`."""
-    return {
-        "default": {
-            "BACKEND": "django_tiercache.backend.TieredCache",
-            "LOCATION": location,
-            "OPTIONS": {"METRICS_PUSH_INTERVAL": 3600.0, **options},
-        }
-    }
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import pytest
 from django.core.checks import CheckMessage, run_checks
 from django.test import override_settings
 
-from tests.django_tiercache.conftest import tiered_caches
+from tests.django_tiercache.django_setup import tiered_caches
 
 BACKEND = "django_tiercache.backend.TieredCache"
 

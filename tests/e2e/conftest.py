@@ -7,14 +7,13 @@ from typing import Any
 
 import pytest
 
-from tests.django_tiercache.django_setup import configure_django
+from tests.django_tiercache.django_setup import configure_django, tiered_caches
 
 configure_django()
 
 from django.core.cache import caches  # noqa: E402 - needs the settings configured above
 
 from django_tiercache.metrics import reset_metrics_registry  # noqa: E402
-from tests.django_tiercache.conftest import tiered_caches  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
