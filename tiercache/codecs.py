@@ -9,7 +9,9 @@ from tiercache.errors import CorruptData, NotSerializable
 
 __all__ = ["Codec", "TextCodec"]
 
-_INTEGER = re.compile(rb"-?\d+")
+# What Redis INCRBY accepts: no sign on zero, no leading zeros, and within 64 bits.
+_INTEGER = re.compile(rb"0|-?[1-9]\d{0,18}")
+_INT64 = range(-(2**63), 2**63)
 
 
 class Codec(Protocol):
@@ -65,7 +67,8 @@ class TextCodec:
 
     def to_int(self, value: object) -> int | None:
         if isinstance(value, str) and _INTEGER.fullmatch(value.encode()):
-            return int(value)
+            number = int(value)
+            return number if number in _INT64 else None
         return None
 
     def from_int(self, number: int) -> object:

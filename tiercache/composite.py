@@ -52,7 +52,8 @@ def assemble(
     else:
         bus = registry.bus_for(options.location, options.channel())
         listener = _listener(options, bus)
-        breaker = registry.breaker_for(options.location, lambda: _breaker(options, bus, listener))
+        # Keyed by the full URL: a wrong password must not open the circuit of the right one.
+        breaker = registry.breaker_for(options.url, lambda: _breaker(options, bus, listener))
         if bus.channel and l1 is not None:
             bus.listen_with(lambda: listener().ensure_started())
             # Subscribe before the first read or write: both capture the L1 sequence,

@@ -52,12 +52,13 @@ def check_pattern(pattern: object) -> InvalidKey | None:
 
 def check_ttl(ttl: object, key: str | None = None) -> InvalidTTL | None:
     """Return why `ttl` is not a positive whole number of seconds in range, or None."""
+    where = f" for key {key!r}" if key else ""
     if type(ttl) is not int:  # bool is an int subclass but never a TTL
-        return InvalidTTL(f"TTL must be an int of seconds, got {type(ttl).__name__}", key=key)
-    if ttl <= 0 or ttl > MAX_TTL_SECONDS:
         return InvalidTTL(
-            f"TTL {ttl} for key {key!r} is out of range 1..{MAX_TTL_SECONDS} seconds", key=key
+            f"TTL{where} must be an int of seconds, got {type(ttl).__name__}", key=key
         )
+    if ttl <= 0 or ttl > MAX_TTL_SECONDS:
+        return InvalidTTL(f"TTL {ttl}{where} is out of range 1..{MAX_TTL_SECONDS} seconds", key=key)
     return None
 
 

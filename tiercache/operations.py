@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 
 from returns.result import Failure, Result, Success
 
-from tiercache.errors import CacheError, CorruptData, NotAnInteger, NotSerializable
+from tiercache.errors import CacheError, CorruptData, InvalidKey, NotAnInteger, NotSerializable
 from tiercache.globs import escape_glob
 from tiercache.keys import DEFAULT_NAMESPACE, check_key, check_pattern, check_ttl, namespace_of
 from tiercache.memory import MISSING
@@ -23,6 +23,17 @@ __all__ = ["CacheOperations"]
 
 def _none_if_missing(value: object) -> str | None:
     return None if value is MISSING else value  # type: ignore[return-value]
+
+
+def _check_amount(key: object, amount: object) -> NotAnInteger | None:
+    """Return why `amount` cannot be added to a Redis integer, or None when it can."""
+    name = key if isinstance(key, str) else None
+    if type(amount) is not int:
+        kind = type(amount).__name__
+        return NotAnInteger(f"amount for key {key!r} must be an int, got {kind}", key=name)
+    if not -(2**63) <= amount < 2**63:
+        return NotAnInteger(f"amount for key {key!r} is out of the 64-bit range", key=name)
+    return None
 
 
 def _parse_json(key: str, text: str) -> Result[JSONObject | None, CacheError]:
@@ -136,18 +147,16 @@ class CacheOperations:
     def increment(self, key: str, amount: int = 1) -> Flow[int]:
         if (bad := check_key(key)) is not None:
             return self._invalid(bad)
-        if type(amount) is not int:
-            error = NotAnInteger(f"amount must be an int, got {type(amount).__name__}", key=key)
-            return self._invalid(error, key)
+        if (wrong := _check_amount(key, amount)) is not None:
+            return self._invalid(wrong, key)
         total = yield from self.policy.increment(
             self.key_prefix + key, namespace_of(key, self.separator), amount
         )
         return total.map(lambda n: n or 0)
 
     def decrement(self, key: str, amount: int = 1) -> Flow[int]:
-        if type(amount) is not int:
-            error = NotAnInteger(f"amount must be an int, got {type(amount).__name__}", key=key)
-            return self._invalid(error, key)
+        if (bad := check_key(key) or _check_amount(key, amount)) is not None:
+            return self._invalid(bad, key)
         return (yield from self.increment(key, -amount))
 
     def flush(self) -> Flow[None]:
@@ -167,7 +176,10 @@ class CacheOperations:
         )
 
     def get_many(self, keys: Iterable[str]) -> Flow[dict[str, str | None]]:
-        wanted = list(keys) if not isinstance(keys, str) else [keys]
+        try:
+            wanted = list(keys) if not isinstance(keys, str) else [keys]
+        except TypeError:
+            return self._invalid(InvalidKey(f"keys must be an iterable of str, not {keys!r}"))
         for key in wanted:
             if (bad := check_key(key)) is not None:
                 return self._invalid(bad)
@@ -180,6 +192,9 @@ class CacheOperations:
         )
 
     def set_many(self, mapping: Mapping[str, str], ttl: int | None = None) -> Flow[None]:
+        if not isinstance(mapping, Mapping):
+            kind = type(mapping).__name__
+            return self._invalid(NotSerializable(f"set_many needs a mapping, got {kind}"))
         for key in mapping:
             if (bad := check_key(key)) is not None:
                 return self._invalid(bad)

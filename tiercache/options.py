@@ -16,7 +16,8 @@ __all__ = ["CacheOptions"]
 class CacheOptions:
     """How a tiered cache is built. `url=None` means L1 only; `l1_maxsize=0`, L2 only."""
 
-    url: str | None = None
+    #: The Redis URL; left out of repr() because it may carry a password (see `location`).
+    url: str | None = field(default=None, repr=False)
     #: Most entries L1 holds (0 or None: no L1).
     l1_maxsize: int | None = 10_000
     #: Longest an entry lives in L1, in seconds (also capped by its Redis TTL).

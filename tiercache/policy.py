@@ -15,7 +15,7 @@ from returns.result import Failure, Result, Success
 
 from tiercache import commands
 from tiercache.codecs import Codec
-from tiercache.errors import CacheError, CorruptData, NotAnInteger, ValueTooLarge
+from tiercache.errors import CacheError, CorruptData, NotAnInteger, NotSerializable, ValueTooLarge
 from tiercache.globs import glob_to_regex
 from tiercache.memory import MISSING, MemoryTier
 from tiercache.messages import Op
@@ -113,7 +113,10 @@ class TierPolicy:
             return MISSING
 
     def _encode(self, key: str, value: object) -> bytes:
-        raw = self.codec.dumps(value)
+        try:
+            raw = self.codec.dumps(value)
+        except NotSerializable as error:
+            raise NotSerializable(f"value for key {key!r}: {error}", key=key) from None
         if self.max_value_bytes is not None and len(raw) > self.max_value_bytes:
             raise ValueTooLarge(
                 f"value for key {key!r} is {len(raw)} bytes, over the limit of "
@@ -180,6 +183,8 @@ class TierPolicy:
         since = self.l1.begin_read() if self.l1 is not None else 0
         try:
             reply = yield commands.evalsha(commands.GET, [key])
+        except CorruptData as error:
+            return self.failed(namespace, CorruptData(f"key {key!r}: {error}", key=key))
         except CacheError as error:
             return self.failed(namespace, error)
         raw, pttl = reply if isinstance(reply, list) else (None, None)
@@ -433,6 +438,8 @@ class TierPolicy:
             current = 0 if held is MISSING else self.codec.to_int(self.codec.from_l1(held))
             if current is None:
                 raise NotAnInteger(f"value of key {key!r} is not an integer", key=key)
+            if not -(2**63) <= current + amount < 2**63:  # Redis's INCRBY range
+                raise NotAnInteger(f"increment of key {key!r} would overflow", key=key)
             return self.codec.to_l1(self.codec.from_int(current + amount), b"")
 
         if must_exist and l1.get(key) is MISSING:

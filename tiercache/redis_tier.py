@@ -63,7 +63,12 @@ class RedisSettings:
 
     def async_client(self) -> redis.asyncio.Redis:
         """Return a new asyncio client (bind it to one event loop only)."""
-        return redis.asyncio.Redis.from_url(self.url, **self.client_options())  # type: ignore[arg-type]
+        # redis.asyncio's default pool refuses the 101st concurrent command outright, and
+        # the breaker would take that for an outage: wait for a free connection instead.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            self.url, timeout=self.socket_timeout, **self.client_options()
+        )
+        return redis.asyncio.Redis.from_pool(pool)
 
 
 def redact_url(url: str) -> str:

@@ -1,0 +1,69 @@
+"""Fixtures of the tiercache tests: one cache per tier layout and colour."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis
+
+from tests.tiercache.support import ALL_CONFIGS, L2_CONFIGS, CacheUnderTest, FakeClock, build
+from tests.tiercache.support import layout_options as _layout_options
+
+
+async def _cache_under_test(request: pytest.FixtureRequest) -> AsyncIterator[CacheUnderTest]:
+    layout, colour = str(request.param).split("-")
+    url = None if layout == "l1" else request.getfixturevalue("redis_url")
+    clock = FakeClock()
+    options = {**_layout_options(layout, url), "timer": clock}
+    cache = build(colour, options["url"], **{k: v for k, v in options.items() if k != "url"})
+    client = redis.Redis.from_url(url) if url is not None else None
+    under_test = CacheUnderTest(cache, colour, layout, clock, client, url, options, [])
+    try:
+        yield under_test
+    finally:
+        await under_test.close()
+
+
+@pytest.fixture(params=ALL_CONFIGS)
+async def cache(request: pytest.FixtureRequest) -> AsyncIterator[CacheUnderTest]:
+    """Yield a cache of every tier layout (L1, L2, L1+L2) in both colours."""
+    async for under_test in _cache_under_test(request):
+        yield under_test
+
+
+@pytest.fixture(params=L2_CONFIGS)
+async def l2_cache(request: pytest.FixtureRequest) -> AsyncIterator[CacheUnderTest]:
+    """Yield a cache of every layout with Redis behind it, in both colours."""
+    async for under_test in _cache_under_test(request):
+        yield under_test
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Return a fake timer for a test to advance."""
+    return FakeClock()
+
+
+MakeCache = Callable[..., Awaitable[CacheUnderTest]]
+
+
+@pytest.fixture
+async def make_cache(clock: FakeClock) -> AsyncIterator[MakeCache]:
+    """Return a factory of caches (layout, colour, url, options), closed after the test."""
+    made: list[CacheUnderTest] = []
+
+    async def make(layout: str, colour: str, url: str | None, **options: Any) -> CacheUnderTest:
+        merged = {**_layout_options(layout, url), "timer": clock, **options}
+        merged.pop("url")
+        cache = build(colour, url, **merged)
+        under_test = CacheUnderTest(
+            cache, colour, layout, clock, None, url, {"url": url, **merged}, []
+        )
+        made.append(under_test)
+        return under_test
+
+    yield make
+    for under_test in made:
+        await under_test.close()
