@@ -164,16 +164,21 @@ class Listener:
         bus.clear_all()
         if bus.subscribed_at is not None:
             bus.reconnects += 1
+            logger.info("tiercache listener on %r is back; L1 cleared", bus.channel)
         bus.subscribed_at = self._timer()
         bus.healthy = True
         self._first_attempt.set()
 
     def _lost(self, reason: str) -> None:
+        # One warning per outage (or failed start), not one per reconnect attempt.
+        news = self.bus.healthy or not self._first_attempt.is_set()
         self.bus.healthy = False
         self.bus.last_error = reason
         self._first_attempt.set()
-        if not self._stopping.is_set():
-            logger.warning("tiercache listener on %r lost: %s", self.bus.channel, reason)
+        if self._stopping.is_set():
+            return
+        log = logger.warning if news else logger.debug
+        log("tiercache listener on %r lost, no L1 fills until back: %s", self.bus.channel, reason)
 
     def _pause(self, failures: int) -> None:
         low, high = self._backoff
