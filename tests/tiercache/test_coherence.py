@@ -255,6 +255,17 @@ def test_heartbeat_finds_a_silently_dead_connection(private_redis: RedisServer) 
         cache.close()
 
 
+@pytest.mark.parametrize("protocol", ["", "?protocol=2"], ids=["resp3", "resp2"])
+def test_heartbeat_pongs_keep_a_live_connection_up(redis_url: str, protocol: str) -> None:
+    cache = TieredCache.from_url(redis_url + protocol, heartbeat_interval=0.02)
+    try:
+        time.sleep(0.25)  # a dozen heartbeats
+        assert cache.bus.healthy
+        assert cache.bus.reconnects == 0
+    finally:
+        cache.close()
+
+
 def test_listener_restarts_after_redis_restarts(private_redis: RedisServer) -> None:
     cache = TieredCache.from_url(private_redis.url, l1_ttl=None)
     try:
