@@ -213,16 +213,32 @@ class Stampede:
         serve_stale = revalidate or (
             stale is not MISSING and plan.fail_safe > 0 and age <= plan.fail_safe
         )
+        fallback = stale if serve_stale else MISSING
         return (
-            yield from self._compute(key, namespace, plan, stale if serve_stale else MISSING, down)
+            yield from self._compute(
+                key, namespace, plan, fallback, down=down, revalidate=revalidate
+            )
         )
 
-    def _compute(self, key: str, namespace: str, plan: Plan, stale: object, down: bool) -> Loading:
-        """Call the loader and store its value (the caller leads the key's flight)."""
+    def _compute(
+        self,
+        key: str,
+        namespace: str,
+        plan: Plan,
+        stale: object,
+        *,
+        down: bool,
+        revalidate: bool,
+    ) -> Loading:
+        """Call the loader and store its value (the caller leads the key's flight).
+
+        `stale` stands in if the loader fails; while revalidating it is also what we
+        serve when another process holds the lock (it is refreshing the value).
+        """
         policy = self.policy
         token = ""
         if plan.lock and policy.has_l2 and not down and plan.ttl != 0:
-            got = yield from self._lock(key, namespace, plan, stale is not MISSING)
+            got = yield from self._lock(key, namespace, plan, revalidate)
             if isinstance(got, _Found):
                 return Success(got.value)
             if got is _STALE:
@@ -265,7 +281,7 @@ class Stampede:
 
     # -- the cross-process lock ----------------------------------------------------------
 
-    def _lock(self, key: str, namespace: str, plan: Plan, has_stale: bool) -> _Step:
+    def _lock(self, key: str, namespace: str, plan: Plan, revalidate: bool) -> _Step:
         """Return our lock token, a value another process stored, _STALE, or '' (no lock)."""
         lock_key = LOCK_PREFIX + key
         token = self._token()
@@ -283,7 +299,7 @@ class Stampede:
                     return token
                 yield from self._unlock(key, token)
                 return _Found(value)
-            if has_stale:
+            if revalidate:
                 return _STALE
             while True:
                 if waited >= self.lock_timeout:

@@ -257,6 +257,26 @@ async def test_lock_held_elsewhere_makes_the_caller_take_the_holders_value(
     assert loader.calls == 0
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [({"stale_ttl": 5}, "old"), ({"fail_safe": 30}, "theirs")],
+    ids=["revalidating", "fail-safe"],
+)
+async def test_stale_key_locked_elsewhere_is_served_stale_only_while_revalidating(
+    l2_cache: CacheUnderTest, raw: redis.Redis, options: dict[str, Any], expected: str
+) -> None:
+    success_of(await get_or_set(l2_cache, "k", Loader("old"), 10, **options))
+    l2_cache.let_time_pass(11)
+    raw.set(LOCK_PREFIX + "tc:k", "their-token", px=5000)  # another process is refreshing
+    loader = Loader("ours")
+    handle = await in_background(l2_cache, "k", loader, ttl=10, lock=True, **options)
+    await asyncio.sleep(0.05)
+    raw.set("tc:k", "theirs", px=60_000)
+    raw.delete(LOCK_PREFIX + "tc:k")
+    assert success_of(await finished(handle)) == expected
+    assert loader.calls == 0
+
+
 async def test_lock_is_taken_and_released_by_its_owner(
     l2_cache: CacheUnderTest, raw: redis.Redis
 ) -> None:
