@@ -6,11 +6,12 @@ translates every redis-py exception into a `CacheError` subclass at this boundar
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -142,11 +143,20 @@ class _Boundary:
 
 
 class RedisTier(_Boundary):
-    """Runs requests on a sync `redis.Redis`."""
+    """Runs requests on a sync `redis.Redis`.
+
+    Single commands skip `Redis.execute_command`: in redis-py 8 its pool bookkeeping,
+    retry wrapper and telemetry hooks cost as much as the round trip itself. Each call
+    takes an idle connection of the client's own class and settings, sends, reads and
+    gives it back; connections are per process (dropped after a fork).
+    """
 
     def __init__(self, client: redis.Redis, breaker: CircuitBreaker) -> None:
         super().__init__(breaker)
         self.client = client
+        self._callbacks: dict[str, Callable[[Any], object]] = dict(client.response_callbacks)
+        self._idle: list[Any] = []  # list.pop and list.append are atomic: no lock needed
+        self._pid = os.getpid()
 
     def execute(self, request: Request) -> object:
         """Run one command or a pipeline; raise `CacheError` on trouble."""
@@ -160,11 +170,39 @@ class RedisTier(_Boundary):
 
     def _send(self, request: Request) -> object:
         if isinstance(request, tuple):
-            return self.client.execute_command(*request)  # type: ignore[no-untyped-call]
+            return self._send_one(request)
         pipe = self.client.pipeline(transaction=False)
         for command in request:
             pipe.execute_command(*command)  # type: ignore[no-untyped-call]
         return pipe.execute()
+
+    def _send_one(self, command: Command) -> object:
+        if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
+            self._idle, self._pid = [], os.getpid()
+        try:
+            connection = self._idle.pop()
+        except IndexError:
+            connection = self.client.connection_pool.make_connection()
+        try:
+            try:
+                connection.send_command(*command)
+                reply = connection.read_response()
+            except rex.ConnectionError:
+                # A pooled connection that a server restart closed fails once; a dead
+                # server fails again at once (connection refused), so retry just once.
+                connection.disconnect()
+                connection.send_command(*command)
+                reply = connection.read_response()
+        except rex.ResponseError:
+            self._idle.append(connection)  # an error reply leaves the connection in sync
+            raise
+        except BaseException:
+            connection.disconnect()  # a reply may be half read: never reuse as is
+            self._idle.append(connection)
+            raise
+        self._idle.append(connection)
+        callback = self._callbacks.get(str(command[0]))
+        return reply if callback is None else callback(reply)
 
     @staticmethod
     def _resend_scripts(request: Request) -> Request:
@@ -173,7 +211,10 @@ class RedisTier(_Boundary):
         return [_with_source(c) if c[0] == "EVALSHA" else c for c in request]
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Close the idle connections and the client's pool."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.disconnect()
         self.client.close()
 
 
