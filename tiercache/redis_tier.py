@@ -6,6 +6,7 @@ translates every redis-py exception into a `CacheError` subclass at this boundar
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -219,11 +220,17 @@ class RedisTier(_Boundary):
 
 
 class AsyncRedisTier(_Boundary):
-    """Runs requests on a `redis.asyncio.Redis` bound to one event loop."""
+    """Runs requests on a `redis.asyncio.Redis` bound to one event loop.
+
+    As `RedisTier`, single commands go straight to an idle connection; a connection is
+    used by one task at a time, so concurrent tasks use several.
+    """
 
     def __init__(self, client: redis.asyncio.Redis, breaker: CircuitBreaker) -> None:
         super().__init__(breaker)
         self.client = client
+        self._callbacks: dict[Any, Any] = dict(client.response_callbacks)
+        self._idle: list[Any] = []
 
     async def execute(self, request: Request) -> object:
         """Run one command or a pipeline; raise `CacheError` on trouble."""
@@ -237,12 +244,42 @@ class AsyncRedisTier(_Boundary):
 
     async def _send(self, request: Request) -> object:
         if isinstance(request, tuple):
-            return await self.client.execute_command(*request)  # type: ignore[no-untyped-call]
+            return await self._send_one(request)
         pipe = self.client.pipeline(transaction=False)
         for command in request:
             pipe.execute_command(*command)
         return await pipe.execute()
 
+    async def _send_one(self, command: Command) -> object:
+        try:
+            connection = self._idle.pop()
+        except IndexError:
+            connection = self.client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        try:
+            try:
+                await connection.send_command(*command)
+                reply = await connection.read_response()
+            except rex.ConnectionError:
+                await connection.disconnect()  # closed by a server restart: retry once
+                await connection.send_command(*command)
+                reply = await connection.read_response()
+        except rex.ResponseError:
+            self._idle.append(connection)
+            raise
+        except BaseException:  # a timeout or a cancellation may leave a reply half read
+            await connection.disconnect(nowait=True)
+            self._idle.append(connection)
+            raise
+        self._idle.append(connection)
+        callback = self._callbacks.get(str(command[0]))
+        if callback is None:
+            return reply
+        parsed = callback(reply)
+        return await parsed if inspect.isawaitable(parsed) else parsed
+
     async def aclose(self) -> None:
-        """Release the connection pool."""
+        """Close the idle connections and the client's pool."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.disconnect()
         await self.client.aclose()
