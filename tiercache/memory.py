@@ -35,9 +35,10 @@ class _Entry(NamedTuple):
 class _LRU(cachetools.LRUCache[str, _Entry]):
     """An LRUCache that reports every entry it drops, so the byte total stays true.
 
-    `lookup` and `touch` serve every L1 hit: where cachetools' internals allow, they are
-    its own dict's `get` and its order's `move_to_end` (both C-implemented) instead of
-    four Python-level calls through the mapping API.
+    The hot paths (`lookup`, `touch`, `store`, `discard`) work on cachetools' own dict
+    and order directly where its internals allow (both C-implemented, keeping its size
+    accounting true) instead of going through the mapping API's Python-level calls: an
+    insertion into a full L1 costs one `popitem` of the order, not eight method calls.
     """
 
     def __init__(self, maxsize: int, on_drop: Callable[[_Entry], None]) -> None:
@@ -45,10 +46,44 @@ class _LRU(cachetools.LRUCache[str, _Entry]):
         self._on_drop = on_drop
         data = getattr(self, "_Cache__data", None)
         order = getattr(self, "_LRUCache__order", None)
+        self._fast: tuple[dict[str, _Entry], OrderedDict[str, None]] | None = None
         self.lookup: Callable[[str], _Entry | None] = self.get
         self.touch: Callable[[str], object] = self.get  # `get` marks the key as used
-        if isinstance(data, dict) and isinstance(order, OrderedDict):
+        if (
+            isinstance(data, dict)
+            and isinstance(order, OrderedDict)
+            and hasattr(self, "_Cache__currsize")
+        ):
+            self._fast = (data, order)
             self.lookup, self.touch = data.get, order.move_to_end
+
+    def store(self, key: str, entry: _Entry) -> None:
+        """Insert or replace `key`, dropping the least recently used entries to make room."""
+        if self._fast is None:
+            self[key] = entry
+            return
+        data, order = self._fast
+        old = data.pop(key, None)
+        if old is not None:
+            del order[key]
+            self._on_drop(old)
+        while len(data) >= self.maxsize:
+            oldest, _ = order.popitem(last=False)
+            self._on_drop(data.pop(oldest))
+        data[key] = entry
+        order[key] = None
+        self._Cache__currsize = len(data)
+
+    def discard(self, key: str) -> _Entry | None:
+        """Remove `key` if present; return its entry (the caller accounts for it)."""
+        if self._fast is None:
+            return self.pop(key, None)
+        data, order = self._fast
+        entry = data.pop(key, None)
+        if entry is not None:
+            del order[key]
+            self._Cache__currsize = len(data)
+        return entry
 
     def popitem(self) -> tuple[str, _Entry]:
         key, entry = super().popitem()
@@ -223,7 +258,7 @@ class MemoryTier:
             self._floor = max(self._floor, seq)
 
     def _remove(self, key: str) -> int:
-        entry = self._data.pop(key, None)
+        entry = self._data.discard(key)
         if entry is None:
             return 0
         self._bytes -= entry.size
@@ -236,7 +271,7 @@ class MemoryTier:
             self._remove(key)
             return
         self._remove(key)
-        self._data[key] = _Entry(held, None if ttl is None else self._timer() + ttl, size)
+        self._data.store(key, _Entry(held, None if ttl is None else self._timer() + ttl, size))
         self._bytes += size
         while self.max_bytes is not None and self._bytes > self.max_bytes:
             self._data.popitem()

@@ -299,3 +299,24 @@ def test_concurrent_use_raises_nothing_and_keeps_counts_consistent(clock: FakeCl
     assert len(l1) <= 50
     assert l1.bytes_used == 10 * len(l1) <= 400
     assert len(set(l1.keys())) == len(l1)
+
+
+def test_the_fast_path_over_cachetools_internals_is_active() -> None:
+    # If a cachetools release renames its internals, the tier falls back to the slow
+    # public API; this test says so instead of letting L1 hits quietly slow down.
+    assert MemoryTier(4)._data._fast is not None
+
+
+def test_cachetools_accounting_stays_true_through_fast_inserts_and_evictions(
+    clock: FakeClock,
+) -> None:
+    tier = MemoryTier(3, None, timer=clock)
+    for index in range(10):
+        tier.put(f"k{index}", index, None)
+        tier.get(f"k{max(0, index - 2)}")
+    lru = tier._data
+    assert len(lru) == lru.currsize == 3
+    assert sorted(lru) == sorted(tier.keys())
+    tier.invalidate(["k9"])
+    assert len(lru) == lru.currsize == 2
+    assert lru.popitem()[0] in {"k7", "k8"}  # cachetools' own API still agrees
