@@ -50,8 +50,11 @@ class LocalBus:
 
     @property
     def channel(self) -> str:
-        """Return the pub/sub channel ('' when invalidation is off)."""
-        return self._channel
+        """Return this process's channel, `<base>:<instance id>` ('' when invalidation is off).
+
+        Writers publish to every channel of the base but their own (see commands._PUBLISH).
+        """
+        return f"{self._channel}:{self.instance_id}" if self._channel else ""
 
     def attach(self, l1: MemoryTier) -> None:
         """Keep `l1` coherent with the others on this bus."""

@@ -16,6 +16,7 @@ __all__ = [
     "GET",
     "INCREMENT",
     "MGET",
+    "PUBLISH_OTHERS",
     "RELEASE_LOCK",
     "SCRIPTS",
     "SET",
@@ -58,8 +59,23 @@ def evalsha(script: Script, keys: list[str], *args: Arg) -> Command:
     return ("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
-# Publishing is the last two ARGV of every write script: channel ('' for none), message.
-_PUBLISH = "if ARGV[#ARGV - 1] ~= '' then redis.call('PUBLISH', ARGV[#ARGV - 1], ARGV[#ARGV]) end"
+# Publishing is the last two ARGV of every write script: the writer's own channel ('' for
+# none) and the message. Each process listens on `<base>:<instance id>`; a write tells every
+# channel of the base but the writer's own, so a process is never woken by its own writes
+# (its other L1s were told synchronously). On a busy host that wake-up, and the GIL
+# hand-over it forces, cost more than the write itself.
+_PUBLISH = """
+local own = ARGV[#ARGV - 1]
+if own ~= '' then
+  local base = string.match(own, '^(.*):[^:]*$')
+  for _, channel in ipairs(redis.call('PUBSUB', 'CHANNELS', base .. ':*')) do
+    if channel ~= own then redis.call('PUBLISH', channel, ARGV[#ARGV]) end
+  end
+end
+"""
+
+#: ARGV: own channel, message -> 1 (tells the other processes; see _PUBLISH)
+PUBLISH_OTHERS: Final = _script(_PUBLISH + "\nreturn 1")
 
 #: KEYS[1] -> {value or false, remaining milliseconds (-1: none, -2: no key)}
 GET: Final = _script("return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}")

@@ -466,7 +466,7 @@ class TierPolicy:
                     break
             channel, message = self._message("pattern", pattern=glob)
             if channel:
-                yield ("PUBLISH", channel, message)
+                yield commands.evalsha(commands.PUBLISH_OTHERS, [], channel, message)
         except CacheError as error:
             return self.failed(namespace, error)
         finally:

@@ -20,6 +20,7 @@ SCRIPT_NAMES = {
     commands.SET.sha: "SET",
     commands.SET_MANY.sha: "SET_MANY",
     commands.DELETE.sha: "DELETE",
+    commands.PUBLISH_OTHERS.sha: "PUBLISH_OTHERS",
     commands.EXPIRE.sha: "EXPIRE",
     commands.INCREMENT.sha: "INCREMENT",
 }
@@ -108,12 +109,12 @@ class FakeL2:
         if name == "UNLINK":
             keys = [k.decode() if isinstance(k, bytes) else str(k) for k in command[1:]]
             return sum(self.data.pop(key, None) is not None for key in keys)
-        if name == "PUBLISH":
-            self.published.append((str(command[1]), str(command[2])))
-            return 0
         raise AssertionError(f"the fake L2 does not know {command!r}")
 
     def _script(self, name: str, keys: list[str], args: tuple[object, ...]) -> object:
+        if name == "PUBLISH_OTHERS":
+            self._publish(args)
+            return 1
         if name == "GET":
             return [self.value(keys[0]), self._pttl(keys[0])]
         if name == "MGET":

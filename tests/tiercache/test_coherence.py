@@ -23,7 +23,9 @@ from tiercache import AsyncTieredCache, TieredCache, registry, resilience_stats
 from tiercache.memory import MISSING
 from tiercache.messages import encode
 
-CHANNEL = "tiercache:invalidate:0"
+# Writers publish to every process channel under the base but their own: listen as a
+# process of our own would.
+CHANNEL = "tiercache:invalidate:0:observer"
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
@@ -52,9 +54,16 @@ def cache(redis_url: str) -> Iterator[TieredCache]:
     made.close()
 
 
+def publish_to_processes(raw: redis.Redis, message: str | bytes) -> None:
+    """Publish as a write script does: to every process channel (but the observer's)."""
+    for channel in raw.pubsub_channels("tiercache:invalidate:0:*"):
+        if channel != CHANNEL.encode():
+            raw.publish(channel, message)
+
+
 def announce(raw: redis.Redis, *keys: str, op: str = "keys", pattern: str = "") -> None:
     """Publish what another process publishes after a write."""
-    raw.publish(CHANNEL, encode("other-process", op, list(keys), pattern))  # type: ignore[arg-type]
+    publish_to_processes(raw, encode("other-process", op, list(keys), pattern))  # type: ignore[arg-type]
 
 
 # -- one process ---------------------------------------------------------------------
@@ -159,9 +168,9 @@ def test_own_messages_are_ignored_and_garbage_is_survived(
 ) -> None:
     success_of(cache.set("k", "v"))
     heard = cache.bus.messages
-    raw.publish(CHANNEL, encode(cache.bus.instance_id, "keys", ["tc:k"]))
-    raw.publish(CHANNEL, b"\xff not json")
-    raw.publish(CHANNEL, json.dumps({"not": "ours"}))
+    publish_to_processes(raw, encode(cache.bus.instance_id, "keys", ["tc:k"]))
+    publish_to_processes(raw, b"\xff not json")
+    publish_to_processes(raw, json.dumps({"not": "ours"}))
     wait_until(lambda: cache.bus.messages >= heard + 3)
     assert cache.l1 is not None
     assert cache.l1.get("tc:k") == "v"
@@ -348,3 +357,26 @@ def test_read_overlapping_a_change_in_this_process_cannot_refill_the_old_value(
         assert success_of(cache.get("k")) == expected
     finally:
         other.close()
+
+
+def test_writes_reach_other_processes_but_never_wake_the_writers_own_listener(
+    cache: TieredCache, raw: redis.Redis
+) -> None:
+    observer = raw.pubsub(ignore_subscribe_messages=True)
+    observer.subscribe(CHANNEL)  # another process's channel
+    wait_until(lambda: observer.get_message(timeout=0.01) is None)
+    try:
+        heard_before = cache.bus.messages
+        for index in range(5):
+            success_of(cache.set(f"k{index}", "v"))
+        received = []
+        wait_until(
+            lambda: (
+                received.append(observer.get_message(timeout=0.05))
+                or (len([m for m in received if m]) >= 5)
+            )
+        )
+        time.sleep(0.05)  # give a (wrong) self-delivery the time to arrive
+        assert cache.bus.messages == heard_before
+    finally:
+        observer.close()

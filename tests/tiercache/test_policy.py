@@ -243,7 +243,7 @@ def test_a_write_tells_other_processes_in_the_same_request(rig: Rig) -> None:
     rig.set("k", "v")
     assert len(rig.l2.requests) == 1
     [(channel, message)] = rig.l2.published
-    assert channel == "tiercache:invalidate:0"
+    assert channel == "tiercache:invalidate:0:this-process"  # the writer's own channel
     invalidation = decode(message)
     assert invalidation is not None
     assert (invalidation.sender, invalidation.op, invalidation.keys) == (
