@@ -1,4 +1,4 @@
-"""Serializers: pickles signed with an HMAC, so planted bytes are never unpickled.
+"""Serializers: pickles signed with a MAC (keyed BLAKE2b), so planted bytes are never unpickled.
 
 Ints stay raw digits, so Redis INCRBY works on them and `incr` stays atomic.
 """
@@ -32,10 +32,13 @@ class Serializer(Protocol):
 
 
 class SignedPickleSerializer:
-    """Raw digits for ints; otherwise MARK + HMAC-SHA256(pickle) + pickle."""
+    """Raw digits for ints; otherwise MARK + keyed-BLAKE2b MAC of the pickle + pickle."""
 
     def __init__(self, signing_key: str | bytes, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
-        self._key = signing_key.encode() if isinstance(signing_key, str) else signing_key
+        secret = signing_key.encode() if isinstance(signing_key, str) else signing_key
+        # Keyed BLAKE2b is a MAC in one pass (HMAC-SHA256 hashes twice: ~3x slower here);
+        # its key is at most 64 bytes, so derive one of 32 from any secret.
+        self._key = hashlib.sha256(b"django_tiercache.signing:" + secret).digest()
         self.protocol = protocol
 
     def dumps(self, value: object) -> bytes:
@@ -47,7 +50,7 @@ class SignedPickleSerializer:
             raise NotSerializable(
                 f"value of type {type(value).__name__} cannot be pickled: {error}"
             ) from None
-        return PICKLE_MARK + hmac.digest(self._key, payload, hashlib.sha256) + payload
+        return PICKLE_MARK + self._sign(payload) + payload
 
     def loads(self, raw: bytes) -> object:
         return (
@@ -57,9 +60,12 @@ class SignedPickleSerializer:
     def verified_pickle(self, raw: bytes) -> bytes:
         """Return the pickle inside `raw` if its signature is ours; raise `CorruptData`."""
         signature, payload = raw[1 : 1 + _DIGEST], raw[1 + _DIGEST :]
-        if not hmac.compare_digest(signature, hmac.digest(self._key, payload, hashlib.sha256)):
+        if not hmac.compare_digest(signature, self._sign(payload)):
             raise CorruptData("value in Redis has no valid signature; refusing to unpickle it")
         return payload
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hashlib.blake2b(payload, key=self._key, digest_size=_DIGEST).digest()
 
     @staticmethod
     def unpickle(payload: bytes) -> object:

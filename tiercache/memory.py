@@ -60,7 +60,10 @@ class _LRU(cachetools.LRUCache[str, _Entry]):
     def store(self, key: str, entry: _Entry) -> None:
         """Insert or replace `key`, dropping the least recently used entries to make room."""
         if self._fast is None:
-            self[key] = entry
+            old = self.pop(key, None)
+            if old is not None:
+                self._on_drop(old)
+            self[key] = entry  # evictions go through `popitem`, which reports them
             return
         data, order = self._fast
         old = data.pop(key, None)
@@ -270,7 +273,7 @@ class MemoryTier:
         if self.max_bytes is not None and size > self.max_bytes:
             self._remove(key)
             return
-        self._remove(key)
+        # `store` replaces an older entry itself, reporting it so the byte total stays true.
         self._data.store(key, _Entry(held, None if ttl is None else self._timer() + ttl, size))
         self._bytes += size
         while self.max_bytes is not None and self._bytes > self.max_bytes:

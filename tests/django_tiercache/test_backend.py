@@ -1,0 +1,143 @@
+"""The Django backend as a user sees it through `caches[...]`, on real Redis servers."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
+
+from tests.redis_server import RedisServer
+from tiercache import registry
+
+BACKEND = "django_tiercache.backend.TieredCache"
+
+
+def two_aliases(location: str, **options: Any) -> dict[str, dict[str, Any]]:
+    conf = {"BACKEND": BACKEND, "LOCATION": location, "OPTIONS": options}
+    return {"default": dict(conf), "other": dict(conf)}
+
+
+def test_a_value_planted_in_redis_without_the_key_is_a_miss_and_an_error(
+    redis_url: str,
+) -> None:
+    cache = caches["default"]
+    cache.set("user:1", {"name": "alice"})
+    raw = redis.Redis.from_url(redis_url)
+    [stored] = raw.keys("dj:*user:1")
+    # An attacker who can write to Redis but lacks the signing key plants a pickle.
+    forged = b"$" + b"\0" * 32 + pickle.dumps({"name": "mallory"})
+    raw.set(stored, forged)
+    assert cache.l1 is not None
+    cache.l1.clear()
+    assert cache.get("user:1", "default") == "default"
+    assert cache.metrics.get_stats("user")["errors"] == 1
+    raw.close()
+
+
+def test_ints_stay_raw_digits_in_redis_so_incr_is_atomic(redis_url: str) -> None:
+    cache = caches["default"]
+    cache.set("counter:a", 41)
+    raw = redis.Redis.from_url(redis_url)
+    [stored] = raw.keys("dj:*counter:a")
+    assert raw.get(stored) == b"41"
+    assert cache.incr("counter:a") == 42
+    raw.close()
+
+
+def test_mutating_a_returned_value_does_not_change_the_cached_one() -> None:
+    cache = caches["default"]
+    cache.set("user:2", {"roles": ["reader"]})
+    first = cache.get("user:2")
+    first["roles"].append("admin")
+    assert cache.get("user:2") == {"roles": ["reader"]}
+
+
+def test_a_write_through_one_alias_is_seen_at_once_through_another(
+    settings: Any, redis_url: str
+) -> None:
+    settings.CACHES = two_aliases(redis_url)
+    one, other = caches["default"], caches["other"]
+    one.set("provider:1", "old")
+    assert other.get("provider:1") == "old"  # now held in other's L1 too
+    one.set("provider:1", "new")
+    assert other.get("provider:1") == "new"
+    one.delete("provider:1")
+    assert other.get("provider:1") is None
+
+
+def test_instances_of_one_alias_in_several_threads_share_one_l1() -> None:
+    import threading
+
+    seen: list[object] = []
+    caches["default"].set("accounts:1", "x")
+    thread = threading.Thread(target=lambda: seen.append(caches["default"].l1))
+    thread.start()
+    thread.join()
+    assert seen == [caches["default"].l1]
+
+
+def test_unknown_options_are_an_error_that_names_the_key(settings: Any, redis_url: str) -> None:
+    settings.CACHES = {
+        "default": {"BACKEND": BACKEND, "LOCATION": redis_url, "OPTIONS": {"L1_SIZE": 5}}
+    }
+    with pytest.raises(ImproperlyConfigured, match="L1_SIZE"):
+        caches["default"].get("x")
+
+
+def test_no_password_appears_in_the_configuration_summary(settings: Any) -> None:
+    settings.CACHES = {"default": {"BACKEND": BACKEND, "LOCATION": "redis://:s3cret@127.0.0.1:1/0"}}
+    summary = repr(caches["default"].describe())
+    assert "s3cret" not in summary
+    assert "***" in summary
+
+
+async def test_the_async_methods_are_native_and_share_state_with_the_sync_ones(
+    close_loop_clients: None,
+) -> None:
+    cache = caches["default"]
+    await cache.aset("user:9", {"a": 1}, 30)
+    assert cache.get("user:9") == {"a": 1}
+    assert await cache.aget_many(["user:9", "user:10"]) == {"user:9": {"a": 1}}
+    assert await cache.aadd("user:9", 2) is False
+    assert await cache.aadd("counter:x", 1) is True
+    assert await cache.aincr("counter:x") == 2
+    assert await cache.adelete("user:9") is True
+    # Django's default a* methods run the sync ones in a thread; ours are coroutines of
+    # our own class.
+    assert type(cache).aget is not type(cache).__mro__[1].aget
+
+
+def test_with_redis_down_reads_miss_and_writes_fail_quietly_without_long_waits(
+    use_caches: Callable[..., None], caplog: pytest.LogCaptureFixture
+) -> None:
+    with RedisServer() as server:
+        use_caches(server.url)
+        cache = caches["default"]
+        cache.set("user:1", "cached")
+        server.kill()
+        caplog.set_level(logging.WARNING, logger="django_tiercache")
+        for index in range(200):
+            assert cache.get(f"user:cold{index}", "fallback") == "fallback"
+            cache.set(f"user:new{index}", "x")  # must not raise
+        assert cache.get("user:1") == "cached"  # the L1 copy still serves
+        assert cache.add("user:2", "x") is False
+        assert cache.set_many({"user:3": 1}) == ["user:3"]
+        assert cache.get_many(["user:4"]) == {}
+        assert cache.delete("user:1") is False
+        assert cache.has_key("user:5") is False
+        with pytest.raises(ValueError, match="not found"):
+            cache.incr("user:6")
+        # After the first few failures the breaker answers without trying the network.
+        assert cache.breaker is not None
+        assert cache.breaker.times_opened >= 1
+        assert cache.breaker.state == "open"
+        failure_lines = [r for r in caplog.records if "failed" in r.getMessage()]
+        assert 1 <= len(failure_lines) <= 6  # logged, but not once per call
+        server.restart()
+    registry.reset()
