@@ -9,8 +9,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
@@ -123,24 +122,16 @@ class _Boundary:
         if not self.breaker.allow():
             raise CircuitOpen("Redis circuit is open after repeated failures; not trying")
 
-    def _fail(self, exc: rex.RedisError) -> NoReturn:
+    def _fail(self, exc: rex.RedisError | OSError) -> NoReturn:
+        if isinstance(exc, OSError):  # a TLS or socket error redis-py did not wrap
+            self.breaker.record_failure()
+            raise CacheUnavailable(f"Redis is unreachable: {exc}") from None
         error = _error_from(exc)
         if isinstance(error, CacheUnavailable) and not isinstance(error, CacheReadOnly):
             self.breaker.record_failure()
         else:
             self.breaker.record_success()
         raise error from None
-
-    @contextmanager
-    def _translated(self) -> Iterator[None]:
-        try:
-            yield
-        except rex.RedisError as exc:
-            self._fail(exc)
-        except OSError as exc:  # a TLS or socket error redis-py did not wrap
-            self.breaker.record_failure()
-            raise CacheUnavailable(f"Redis is unreachable: {exc}") from None
-        self.breaker.record_success()
 
 
 class RedisTier(_Boundary):
@@ -162,12 +153,15 @@ class RedisTier(_Boundary):
     def execute(self, request: Request) -> object:
         """Run one command or a pipeline; raise `CacheError` on trouble."""
         self._check_breaker()
-        with self._translated():
+        try:
             try:
-                return self._send(request)
+                reply = self._send(request)
             except rex.NoScriptError:
-                return self._send(self._resend_scripts(request))
-        raise AssertionError("unreachable")  # pragma: no cover
+                reply = self._send(self._resend_scripts(request))
+        except (rex.RedisError, OSError) as exc:
+            self._fail(exc)
+        self.breaker.record_success()
+        return reply
 
     def _send(self, request: Request) -> object:
         if isinstance(request, tuple):
@@ -235,12 +229,15 @@ class AsyncRedisTier(_Boundary):
     async def execute(self, request: Request) -> object:
         """Run one command or a pipeline; raise `CacheError` on trouble."""
         self._check_breaker()
-        with self._translated():
+        try:
             try:
-                return await self._send(request)
+                reply = await self._send(request)
             except rex.NoScriptError:
-                return await self._send(RedisTier._resend_scripts(request))
-        raise AssertionError("unreachable")  # pragma: no cover
+                reply = await self._send(RedisTier._resend_scripts(request))
+        except (rex.RedisError, OSError) as exc:
+            self._fail(exc)
+        self.breaker.record_success()
+        return reply
 
     async def _send(self, request: Request) -> object:
         if isinstance(request, tuple):
