@@ -178,6 +178,16 @@ class MemoryTier:
             self._put(key, held, ttl, size)
             return True
 
+    def fill_many(
+        self, entries: Iterable[tuple[str, object, float | None, int]], since: int
+    ) -> None:
+        """`fill` each (key, held, ttl, size) under one lock: a batch read's fills."""
+        with self._lock:
+            tombstones, floor = self._tombstones, self._floor
+            for key, held, ttl, size in entries:
+                if tombstones.get(key, floor) <= since:
+                    self._put(key, held, ttl, size)
+
     def put(self, key: str, held: object, ttl: float | None, size: int = 0) -> None:
         """Store a value this process wrote; it supersedes any read in flight."""
         with self._lock:

@@ -125,17 +125,25 @@ class TierPolicy:
             )
         return raw
 
-    def _fill(self, key: str, value: object, raw: bytes, pttl: object, since: int) -> None:
-        """Put what L2 answered into L1, never for longer than L2 keeps it."""
-        if self.l1 is None or not self.bus.fills_allowed():
-            return
+    def _fill_entry(
+        self, key: str, value: object, raw: bytes, pttl: object
+    ) -> tuple[str, object, float | None, int] | None:
+        """Return what L1 should hold for an L2 answer, never longer than L2 keeps it."""
         if isinstance(pttl, int) and pttl > 0:
             ttl: float | None = pttl / 1000
         elif pttl == -1:
             ttl = None
         else:
-            return  # expired between GET and PTTL, or unknown
-        self.l1.fill(key, self.codec.to_l1(value, raw), ttl, since, len(raw))
+            return None  # expired between GET and PTTL, or unknown
+        return key, self.codec.to_l1(value, raw), ttl, len(raw)
+
+    def _fill(self, key: str, value: object, raw: bytes, pttl: object, since: int) -> None:
+        """Put what L2 answered into L1, unless fills are off or the key changed since."""
+        if self.l1 is None or not self.bus.fills_allowed():
+            return
+        entry = self._fill_entry(key, value, raw, pttl)
+        if entry is not None:
+            self.l1.fill_many((entry,), since)
 
     def _message(self, op: Op, keys: Sequence[str] = (), pattern: str = "") -> tuple[str, str]:
         """Return the channel and message that tell other processes about a change."""
@@ -237,6 +245,7 @@ class TierPolicy:
         except CacheError as error:
             return self.failed(wanted[0][1], error)
         replies = reply if isinstance(reply, list) else []
+        fills: list[tuple[str, object, float | None, int]] = []
         for index, (key, namespace) in enumerate(wanted):
             raw = replies[2 * index] if 2 * index < len(replies) else None
             value = self._decode(key, namespace, raw)
@@ -244,8 +253,12 @@ class TierPolicy:
                 self._miss(namespace)
                 continue
             self._hit(namespace, "l2")
-            self._fill(key, value, raw, replies[2 * index + 1], since)  # type: ignore[arg-type]
+            entry = self._fill_entry(key, value, raw, replies[2 * index + 1])  # type: ignore[arg-type]
+            if entry is not None:
+                fills.append(entry)
             found[key] = value
+        if l1 is not None and fills and self.bus.fills_allowed():
+            l1.fill_many(fills, since)  # one lock for the whole batch
         return Success(found)
 
     def exists(self, key: str, namespace: str) -> Flow[bool]:
