@@ -173,7 +173,7 @@ class MemoryTier:
     def fill(self, key: str, held: object, ttl: float | None, since: int, size: int = 0) -> bool:
         """Store what a read fetched, unless `key` was invalidated after `since`."""
         with self._lock:
-            if self._tombstones.get(key, self._floor) > since:
+            if self._changed_since(key, since):
                 return False
             self._put(key, held, ttl, size)
             return True
@@ -183,9 +183,8 @@ class MemoryTier:
     ) -> None:
         """`fill` each (key, held, ttl, size) under one lock: a batch read's fills."""
         with self._lock:
-            tombstones, floor = self._tombstones, self._floor
             for key, held, ttl, size in entries:
-                if tombstones.get(key, floor) <= since:
+                if not self._changed_since(key, since):
                     self._put(key, held, ttl, size)
 
     def put(self, key: str, held: object, ttl: float | None, size: int = 0) -> None:
@@ -199,7 +198,7 @@ class MemoryTier:
     ) -> None:
         """Store a value written at `since`; drop the key if a newer write raced it."""
         with self._lock:
-            raced = self._tombstones.get(key, self._floor) > since
+            raced = self._changed_since(key, since)
             self._invalidate(key)
             if raced:
                 self._remove(key)
@@ -261,6 +260,9 @@ class MemoryTier:
             return list(self._data)
 
     # The helpers below expect the lock to be held.
+
+    def _changed_since(self, key: str, since: int) -> bool:
+        return self._tombstones.get(key, self._floor) > since
 
     def _invalidate(self, key: str) -> None:
         self._seq += 1

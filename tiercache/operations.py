@@ -93,10 +93,10 @@ class CacheOperations:
         return check_ttl(ttl, key) or ttl
 
     def get(self, key: str) -> Flow[str | None]:
-        if (bad := check_key(key)) is not None:
-            return self._invalid(bad)
-        found = yield from self.policy.get(self.key_prefix + key, namespace_of(key, self.separator))
-        return found.map(_none_if_missing)
+        hit = self.cached(key)
+        if hit is not None:
+            return hit
+        return (yield from self.fetch(key))
 
     def fetch(self, key: str) -> Flow[str | None]:
         """Return the value of a valid `key` whose L1 lookup (`cached`) missed."""
