@@ -13,9 +13,8 @@ from typing import Final
 __all__ = [
     "DELETE",
     "EXPIRE",
-    "GET",
     "INCREMENT",
-    "MGET",
+    "PTTLS",
     "PUBLISH_OTHERS",
     "RELEASE_LOCK",
     "SCRIPTS",
@@ -77,19 +76,9 @@ end
 #: ARGV: own channel, message -> 1 (tells the other processes; see _PUBLISH)
 PUBLISH_OTHERS: Final = _script(_PUBLISH + "\nreturn 1")
 
-#: KEYS[1] -> {value or false, remaining milliseconds (-1: none, -2: no key)}
-GET: Final = _script("return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}")
-
-#: KEYS -> {value1, pttl1, value2, pttl2, ...}
-MGET: Final = _script(
-    """
-local out = {}
-for i, key in ipairs(KEYS) do
-  out[2 * i - 1] = redis.call('GET', key)
-  out[2 * i] = redis.call('PTTL', key)
-end
-return out
-"""
+#: KEYS -> {remaining milliseconds per key (-1: none, -2: no key)}, for bare values
+PTTLS: Final = _script(
+    "local out = {}\nfor i, key in ipairs(KEYS) do out[i] = redis.call('PTTL', key) end\nreturn out"
 )
 
 #: KEYS[1], ARGV: value, px ('0': none), only_if_absent ('1'/'0'), channel, message -> 1/0
@@ -121,12 +110,14 @@ end
 #: KEYS, ARGV: channel, message -> number of keys removed
 DELETE: Final = _script("local n = redis.call('UNLINK', unpack(KEYS))\n" + _PUBLISH + "\nreturn n")
 
-#: KEYS[1], ARGV: ms ('-1': persist), channel, message -> 1/0
+#: KEYS[1], ARGV: ms ('-1': persist), new expiry digits, channel, message -> 1/0
+#: The value's envelope (see `tiercache.envelope`) is rewritten in place to match.
 EXPIRE: Final = _script(
     """
 local done
 if ARGV[1] == '-1' then done = redis.call('PERSIST', KEYS[1])
 else done = redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if redis.pcall('GETRANGE', KEYS[1], 0, 0) == '@' then redis.call('SETRANGE', KEYS[1], 1, ARGV[2]) end
 """
     + _PUBLISH
     + "\nreturn done"

@@ -68,6 +68,7 @@ def assemble(
         bus=bus,
         metrics=metrics,
         max_value_bytes=options.max_value_bytes,
+        clock=options.clock,
     )
     stampede = Stampede(
         policy,

@@ -48,6 +48,8 @@ class CacheOptions:
     #: together do not expire together (0: off).
     ttl_jitter: float = 0.0
     timer: Callable[[], float] = field(default=time.monotonic, compare=False)
+    #: Wall-clock seconds, for the absolute expiry each value carries in Redis.
+    clock: Callable[[], float] = field(default=time.time, compare=False)
 
     def __post_init__(self) -> None:
         if self.url is not None and urlsplit(self.url).scheme not in ("redis", "rediss", "unix"):

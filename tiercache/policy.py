@@ -8,12 +8,13 @@ client; neither colour calls the other.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+import time
+from collections.abc import Callable, Generator, Sequence
 from typing import Protocol, TypeVar
 
 from returns.result import Failure, Result, Success
 
-from tiercache import commands
+from tiercache import commands, envelope
 from tiercache.codecs import Codec
 from tiercache.errors import CacheError, CorruptData, NotAnInteger, NotSerializable, ValueTooLarge
 from tiercache.globs import glob_to_regex
@@ -70,6 +71,7 @@ class TierPolicy:
         bus: InvalidationBus,
         metrics: CacheMetricsProtocol | None = None,
         max_value_bytes: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if l1 is None and not has_l2:
             raise ValueError("a cache needs at least one tier: give an L1 size or a Redis URL")
@@ -79,6 +81,9 @@ class TierPolicy:
         self.bus = bus
         self.metrics = metrics
         self.max_value_bytes = max_value_bytes
+        # Wall-clock seconds: value envelopes carry absolute expiry times that every
+        # host must read alike (see `tiercache.envelope`).
+        self._clock = clock
 
     # -- metrics ---------------------------------------------------------------------
 
@@ -112,6 +117,10 @@ class TierPolicy:
             self._error(namespace, error)
             return MISSING
 
+    def _header(self, ttl: float | None) -> bytes:
+        """Return the envelope digits of a value written now to live `ttl` seconds."""
+        return envelope.stamp(None if ttl is None else int(self._clock() * 1000) + _ms(ttl))
+
     def _encode(self, key: str, value: object) -> bytes:
         try:
             raw = self.codec.dumps(value)
@@ -125,25 +134,28 @@ class TierPolicy:
             )
         return raw
 
-    def _fill_entry(
-        self, key: str, value: object, raw: bytes, pttl: object
-    ) -> tuple[str, object, float | None, int] | None:
-        """Return what L1 should hold for an L2 answer, never longer than L2 keeps it."""
+    def _seconds_left(self, pttl: object) -> float | None:
+        """Return what a PTTL reply means for L1: None for no expiry, 0.0 for gone."""
         if isinstance(pttl, int) and pttl > 0:
-            ttl: float | None = pttl / 1000
-        elif pttl == -1:
-            ttl = None
-        else:
-            return None  # expired between GET and PTTL, or unknown
-        return key, self.codec.to_l1(value, raw), ttl, len(raw)
+            return pttl / 1000
+        return None if pttl == -1 else 0.0
 
-    def _fill(self, key: str, value: object, raw: bytes, pttl: object, since: int) -> None:
-        """Put what L2 answered into L1, unless fills are off or the key changed since."""
-        if self.l1 is None or not self.bus.fills_allowed():
-            return
-        entry = self._fill_entry(key, value, raw, pttl)
-        if entry is not None:
-            self.l1.fill_many((entry,), since)
+    def _ask_ttls(self, keys: list[str]) -> Generator[commands.Request, object, list[float | None]]:
+        """Return the seconds each of `keys` has left, asking Redis (for bare values).
+
+        A failure only means L1 is not filled, so it returns 0.0 for every key.
+        """
+        try:
+            reply = yield commands.evalsha(commands.PTTLS, keys)
+        except CacheError:
+            return [0.0] * len(keys)
+        pttls = reply if isinstance(reply, list) else []
+        return [self._seconds_left(pttl) for pttl in pttls] + [0.0] * (len(keys) - len(pttls))
+
+    def _fill(self, key: str, value: object, raw: bytes, left: float | None, since: int) -> None:
+        """Put what L2 answered into L1, for no longer than L2 keeps it."""
+        if self.l1 is not None and (left is None or left > 0):
+            self.l1.fill(key, self.codec.to_l1(value, raw), left, since, len(raw))
 
     def _message(self, op: Op, keys: Sequence[str] = (), pattern: str = "") -> tuple[str, str]:
         """Return the channel and message that tell other processes about a change."""
@@ -188,51 +200,60 @@ class TierPolicy:
         if not self.has_l2:
             self._miss(namespace)
             return Success(MISSING)
-        since = self.l1.begin_read() if self.l1 is not None else 0
+        found = yield from self._read(key, namespace, need_ttl=False)
+        return found.map(lambda entry: entry[0])
+
+    def fetch_entry(self, key: str, namespace: str) -> Flow[tuple[object, bytes, float | None]]:
+        """Return (value or MISSING, its bytes, seconds left or None) from L2; fill L1."""
+        return (yield from self._read(key, namespace, need_ttl=True))
+
+    def _read(
+        self, key: str, namespace: str, *, need_ttl: bool
+    ) -> Flow[tuple[object, bytes, float | None]]:
+        """GET `key`; fill L1 unless told not to; the seconds left if known or needed."""
+        l1 = self.l1
+        since = l1.begin_read() if l1 is not None else 0
         try:
-            reply = yield commands.evalsha(commands.GET, [key])
+            stored = yield ("GET", key)
         except CorruptData as error:
             return self.failed(namespace, CorruptData(f"key {key!r}: {error}", key=key))
         except CacheError as error:
             return self.failed(namespace, error)
-        raw, pttl = reply if isinstance(reply, list) else (None, None)
+        if not isinstance(stored, bytes):
+            self._miss(namespace)
+            return Success((MISSING, b"", None))
+        raw, left = envelope.unwrap(stored, self._clock() * 1000)
         value = self._decode(key, namespace, raw)
         if value is MISSING:
             self._miss(namespace)
-            return Success(MISSING)
-        self._hit(namespace, "l2")
-        self._fill(key, value, raw, pttl, since)  # type: ignore[arg-type]
-        return Success(value)
-
-    def fetch_entry(self, key: str, namespace: str) -> Flow[tuple[object, bytes, float | None]]:
-        """Return (value or MISSING, its bytes, seconds left or None) from L2; fill L1."""
-        since = self.l1.begin_read() if self.l1 is not None else 0
-        try:
-            reply = yield commands.evalsha(commands.GET, [key])
-        except CacheError as error:
-            return self.failed(namespace, error)
-        raw, pttl = reply if isinstance(reply, list) else (None, None)
-        value = self._decode(key, namespace, raw)
-        if value is MISSING or not isinstance(raw, bytes):
-            self._miss(namespace)
             return Success((MISSING, b"", None))
         self._hit(namespace, "l2")
-        self._fill(key, value, raw, pttl, since)
-        left = None if pttl == -1 else pttl / 1000 if isinstance(pttl, int) and pttl > 0 else 0.0
-        return Success((value, raw, left))
+        fill = l1 is not None and self.bus.fills_allowed()
+        if left is envelope.UNKNOWN:
+            if not (fill or need_ttl):
+                return Success((value, raw, 0.0))
+            [left] = yield from self._ask_ttls([key])
+        assert not isinstance(left, envelope._Unknown)
+        if fill:
+            self._fill(key, value, raw, left, since)
+        return Success((value, raw, left if left is None else max(left, 0.0)))
 
     def get_many(self, keys: Sequence[tuple[str, str]]) -> Flow[dict[str, object]]:
         """Return the values found for (key, namespace) pairs, keyed by key."""
         found: dict[str, object] = {}
         wanted: list[tuple[str, str]] = []
         l1 = self.l1
-        for key, namespace in keys:
-            held = l1.get(key) if l1 is not None else MISSING
-            if held is MISSING:
-                wanted.append((key, namespace))
-            else:
-                self._hit(namespace, "l1")
-                found[key] = self.codec.from_l1(held)
+        if l1 is None:
+            wanted = list(keys)
+        else:
+            from_l1 = self.codec.from_l1
+            for key, namespace in keys:
+                held = l1.get(key)
+                if held is MISSING:
+                    wanted.append((key, namespace))
+                else:
+                    self._hit(namespace, "l1")
+                    found[key] = from_l1(held)
         if not wanted:
             return Success(found)
         if not self.has_l2:
@@ -241,23 +262,39 @@ class TierPolicy:
             return Success(found)
         since = l1.begin_read() if l1 is not None else 0
         try:
-            reply = yield commands.evalsha(commands.MGET, [key for key, _ in wanted])
+            reply = yield ("MGET", *[key for key, _ in wanted])
         except CacheError as error:
             return self.failed(wanted[0][1], error)
-        replies = reply if isinstance(reply, list) else []
+        now_ms = self._clock() * 1000
+        fill = l1 is not None and self.bus.fills_allowed()
         fills: list[tuple[str, object, float | None, int]] = []
-        for index, (key, namespace) in enumerate(wanted):
-            raw = replies[2 * index] if 2 * index < len(replies) else None
+        bare: list[tuple[str, object, bytes]] = []
+        to_l1, unwrap, unknown = self.codec.to_l1, envelope.unwrap, envelope.UNKNOWN
+        if not isinstance(reply, list) or len(reply) != len(wanted):
+            reply = [None] * len(wanted)
+        for (key, namespace), stored in zip(wanted, reply, strict=True):
+            if stored is None:
+                self._miss(namespace)
+                continue
+            raw, left = unwrap(stored, now_ms)
             value = self._decode(key, namespace, raw)
             if value is MISSING:
                 self._miss(namespace)
                 continue
             self._hit(namespace, "l2")
-            entry = self._fill_entry(key, value, raw, replies[2 * index + 1])  # type: ignore[arg-type]
-            if entry is not None:
-                fills.append(entry)
             found[key] = value
-        if l1 is not None and fills and self.bus.fills_allowed():
+            if not fill:
+                continue
+            if left is unknown:
+                bare.append((key, value, raw))
+            elif left is None or left > 0:  # type: ignore[operator]
+                fills.append((key, to_l1(value, raw), left, len(raw)))  # type: ignore[arg-type]
+        if bare:
+            lefts = yield from self._ask_ttls([key for key, _, _ in bare])
+            for (key, value, raw), seconds in zip(bare, lefts, strict=True):
+                if seconds is None or seconds > 0:
+                    fills.append((key, to_l1(value, raw), seconds, len(raw)))
+        if fills and l1 is not None:
             l1.fill_many(fills, since)  # one lock for the whole batch
         return Success(found)
 
@@ -325,7 +362,13 @@ class TierPolicy:
         channel, message = self._message("keys", (key,))
         try:
             stored = yield commands.evalsha(
-                commands.SET, [key], raw, _ms(ttl), int(only_if_absent), channel, message
+                commands.SET,
+                [key],
+                envelope.wrap(raw, self._header(ttl)),
+                _ms(ttl),
+                int(only_if_absent),
+                channel,
+                message,
             )
         except CacheError as error:
             self._changed((key,))  # a timed-out write may still have happened
@@ -362,9 +405,15 @@ class TierPolicy:
             return Success([])
         since = l1.begin_read() if l1 is not None else 0
         channel, message = self._message("keys", keys)
+        header, wrap = self._header(ttl), envelope.wrap
         try:
             yield commands.evalsha(
-                commands.SET_MANY, keys, *(raw for _, _, raw in encoded), _ms(ttl), channel, message
+                commands.SET_MANY,
+                keys,
+                *[wrap(raw, header) for _, _, raw in encoded],
+                _ms(ttl),
+                channel,
+                message,
             )
         except CacheError as error:
             self._changed(keys)  # a timed-out write may still have happened
@@ -412,7 +461,9 @@ class TierPolicy:
         channel, message = self._message("keys", (key,))
         millis = -1 if ttl is None else _ms(ttl)
         try:
-            reply = yield commands.evalsha(commands.EXPIRE, [key], millis, channel, message)
+            reply = yield commands.evalsha(
+                commands.EXPIRE, [key], millis, self._header(ttl), channel, message
+            )
         except CacheError as error:
             self._changed((key,))
             return self.failed(namespace, error)

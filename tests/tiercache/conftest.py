@@ -16,7 +16,7 @@ async def _cache_under_test(request: pytest.FixtureRequest) -> AsyncIterator[Cac
     layout, colour = str(request.param).split("-")
     url = None if layout == "l1" else request.getfixturevalue("redis_url")
     clock = FakeClock()
-    options = {**_layout_options(layout, url), "timer": clock}
+    options = {**_layout_options(layout, url), "timer": clock, "clock": clock.wall}
     cache = build(colour, options["url"], **{k: v for k, v in options.items() if k != "url"})
     client = redis.Redis.from_url(url) if url is not None else None
     under_test = CacheUnderTest(cache, colour, layout, clock, client, url, options, [])
@@ -55,7 +55,7 @@ async def make_cache(clock: FakeClock) -> AsyncIterator[MakeCache]:
     made: list[CacheUnderTest] = []
 
     async def make(layout: str, colour: str, url: str | None, **options: Any) -> CacheUnderTest:
-        merged = {**_layout_options(layout, url), "timer": clock, **options}
+        merged = {**_layout_options(layout, url), "timer": clock, "clock": clock.wall, **options}
         merged.pop("url")
         cache = build(colour, url, **merged)
         under_test = CacheUnderTest(

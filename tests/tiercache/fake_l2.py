@@ -11,12 +11,11 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tiercache import CacheError, CacheUnavailable, NotAnInteger, commands
+from tiercache import CacheError, CacheUnavailable, NotAnInteger, commands, envelope
 from tiercache.commands import Command, Request
 
 SCRIPT_NAMES = {
-    commands.GET.sha: "GET",
-    commands.MGET.sha: "MGET",
+    commands.PTTLS.sha: "PTTLS",
     commands.SET.sha: "SET",
     commands.SET_MANY.sha: "SET_MANY",
     commands.DELETE.sha: "DELETE",
@@ -51,13 +50,24 @@ class FakeL2:
 
     # -- direct access for tests ------------------------------------------------------
 
-    def plant(self, key: str, value: bytes | str, ttl: float | None = None) -> None:
+    def plant(
+        self, key: str, value: bytes | str, ttl: float | None = None, *, bare: bool = False
+    ) -> None:
+        """Store `value` as our writers do (in an envelope), or `bare` as another tool would."""
         raw = value.encode() if isinstance(value, str) else value
-        self.data[key] = (raw, None if ttl is None else self._now_ms() + ttl * 1000)
+        expires = None if ttl is None else self._now_ms() + ttl * 1000
+        if not bare:
+            raw = envelope.wrap(raw, envelope.stamp(None if expires is None else int(expires)))
+        self.data[key] = (raw, expires)
 
     def value(self, key: str) -> bytes | None:
         found = self._live(key)
         return None if found is None else found[0]
+
+    def payload(self, key: str) -> bytes | None:
+        """Return the codec bytes of `key`, out of their envelope."""
+        stored = self.value(key)
+        return None if stored is None else envelope.unwrap(stored, self._now_ms())[0]
 
     def fail_with(self, error: CacheError | None = None) -> None:
         """Make every later request raise `error` (by default, `CacheUnavailable`)."""
@@ -97,6 +107,10 @@ class FakeL2:
             count = int(command[2])
             keys = [str(key) for key in command[3 : 3 + count]]
             return self._script(SCRIPT_NAMES[str(command[1])], keys, command[3 + count :])
+        if name == "GET":
+            return self.value(str(command[1]))
+        if name == "MGET":
+            return [self.value(str(key)) for key in command[1:]]
         if name == "EXISTS":
             return int(self._live(str(command[1])) is not None)
         if name == "PTTL":
@@ -115,10 +129,8 @@ class FakeL2:
         if name == "PUBLISH_OTHERS":
             self._publish(args)
             return 1
-        if name == "GET":
-            return [self.value(keys[0]), self._pttl(keys[0])]
-        if name == "MGET":
-            return [item for key in keys for item in (self.value(key), self._pttl(key))]
+        if name == "PTTLS":
+            return [self._pttl(key) for key in keys]
         if name == "SET":
             raw, px, only_if_absent = args[0], int(str(args[1])), str(args[2]) == "1"
             if only_if_absent and self._live(keys[0]) is not None:
@@ -142,8 +154,11 @@ class FakeL2:
             found = self._live(keys[0])
             if found is None:
                 return 0
-            millis = int(str(args[0]))
-            self.data[keys[0]] = (found[0], None if millis == -1 else self._now_ms() + millis)
+            millis, raw = int(str(args[0])), found[0]
+            if raw[:1] == b"@":  # rewrite the envelope's expiry, as the script does
+                digits = args[1] if isinstance(args[1], bytes) else str(args[1]).encode()
+                raw = b"@" + digits + raw[14:]
+            self.data[keys[0]] = (raw, None if millis == -1 else self._now_ms() + millis)
             self._publish(args)
             return 1
         if name == "INCREMENT":

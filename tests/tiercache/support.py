@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,7 +49,15 @@ class FakeClock:
     """A timer that moves only when told to."""
 
     def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
+        self.now = self.start = start
+
+    def wall(self) -> float:
+        """Return real Unix time moved on by as much as this clock was: a cache's `clock`.
+
+        Values in Redis carry wall-clock expiry times; `let_time_pass` shortens their
+        Redis TTLs, and this keeps both views of time in step.
+        """
+        return time.time() + (self.now - self.start)
 
     def __call__(self) -> float:
         return self.now

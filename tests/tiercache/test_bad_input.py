@@ -363,12 +363,6 @@ async def test_set_many_refuses_a_mapping_that_is_not_a_mapping(
     assert await stored(cache) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="one key of another Redis type fails the whole MGET script, so get_many "
-    "fails for every key instead of reading that one as a miss (needs a TYPE check in "
-    "the MGET Lua script)",
-)
 async def test_a_key_holding_another_redis_type_does_not_fail_get_many_for_the_others(
     l2_cache: CacheUnderTest,
 ) -> None:

@@ -65,7 +65,7 @@ async def test_a_second_cache_instance_on_the_same_store_reads_the_value(
 async def test_keys_live_in_redis_under_the_key_prefix(l2_cache: CacheUnderTest) -> None:
     await l2_cache.set("user:1", "alice")
     assert l2_cache.redis is not None
-    assert l2_cache.redis.get("tc:user:1") == b"alice"
+    assert l2_cache.redis.get("tc:user:1") == b"@0000000000000alice"  # no expiry
     assert l2_cache.redis.get("user:1") is None
 
 

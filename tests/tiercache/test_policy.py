@@ -15,10 +15,10 @@ from returns.result import Result, Success
 from tests.tiercache.conftest import MakeCache
 from tests.tiercache.fake_l2 import FakeL2
 from tests.tiercache.support import CacheUnderTest, FakeClock, failure_of
-from tiercache import CacheError, CacheMetrics, CacheUnavailable, MemoryTier, NotAnInteger
+from tiercache import CacheError, CacheMetrics, CacheUnavailable, MemoryTier, NotAnInteger, envelope
 from tiercache.bus import LocalBus
 from tiercache.codecs import TextCodec
-from tiercache.commands import GET, MGET, SET, SET_MANY
+from tiercache.commands import PTTLS, SET, SET_MANY
 from tiercache.drivers import drive
 from tiercache.memory import MISSING
 from tiercache.messages import decode
@@ -36,7 +36,12 @@ class Rig:
         self.bus = LocalBus("tiercache:invalidate:0", "this-process")
         self.bus.attach(self.l1)
         self.policy = TierPolicy(
-            l1=self.l1, has_l2=True, codec=TextCodec(), bus=self.bus, metrics=self.metrics
+            l1=self.l1,
+            has_l2=True,
+            codec=TextCodec(),
+            bus=self.bus,
+            metrics=self.metrics,
+            clock=clock,
         )
 
     def run(self, flow: Flow[Any]) -> Result[Any, CacheError]:
@@ -90,8 +95,7 @@ def test_an_l1_hit_sends_no_request(rig: Rig) -> None:
     rig.get("k")
     rig.get("k")
     rig.get("k")
-    assert len(rig.l2.requests) == 1
-    assert script_of(rig.l2.requests[0]) == GET.sha
+    assert rig.l2.requests == [("GET", "k")]  # the expiry came in the value's envelope
     assert rig.metrics.get_stats("ns")["l1_hits"] == 2
     assert rig.metrics.get_stats("ns")["l2_hits"] == 1
 
@@ -137,13 +141,57 @@ def test_l1_is_not_filled_while_the_bus_is_deaf(rig: Rig) -> None:
     assert rig.l1.get("k") is MISSING
 
 
-def test_a_value_that_expired_between_get_and_pttl_is_not_filled(rig: Rig) -> None:
+def test_a_bare_value_is_filled_for_the_ttl_pttl_reports(rig: Rig, clock: FakeClock) -> None:
+    rig.l2.plant("k", "41", ttl=5, bare=True)  # an integer: INCRBY needs it bare
+    assert rig.get("k") == Success("41")
+    assert rig.l2.requests[0] == ("GET", "k")
+    assert script_of(rig.l2.requests[1]) == PTTLS.sha
+    clock.advance(4.9)
+    assert rig.l1.get("k") == "41"
+    clock.advance(0.1)
+    assert rig.l1.get("k") is MISSING
+
+
+def test_a_bare_value_that_expired_between_get_and_pttl_is_not_filled(rig: Rig) -> None:
     flow = rig.policy.get("k", "ns")
     next(flow)
+    flow.send(b"v")  # bare: the policy asks for its TTL...
     with pytest.raises(StopIteration) as stop:
-        flow.send([b"v", -2])
+        flow.send([-2])  # ...and it is gone by then
     assert stop.value.value == Success("v")
     assert rig.l1.get("k") is MISSING
+
+
+def test_a_value_past_its_envelope_expiry_is_served_but_not_filled(
+    rig: Rig, clock: FakeClock
+) -> None:
+    # A writer whose clock runs 2 s behind ours gave it 1 s: Redis still has it.
+    expired = envelope.stamp(int(clock() * 1000) - 1000)
+    rig.l2.data["k"] = (envelope.wrap(b"v", expired), clock() * 1000 + 1000)
+    assert rig.get("k") == Success("v")
+    assert rig.l1.get("k") is MISSING
+    assert rig.l2.requests == [("GET", "k")]
+
+
+def test_an_l1_fill_never_outlives_the_envelope_expiry(rig: Rig, clock: FakeClock) -> None:
+    rig.l2.plant("k", "v", ttl=10)
+    clock.advance(4)
+    assert rig.get("k") == Success("v")
+    clock.advance(5.9)
+    assert rig.l1.get("k") == "v"
+    clock.advance(0.1)
+    assert rig.l1.get("k") is MISSING
+
+
+def test_expire_rewrites_the_envelope_so_readers_fill_for_the_new_ttl(
+    rig: Rig, clock: FakeClock
+) -> None:
+    rig.l2.plant("k", "v", ttl=10)
+    assert rig.run(rig.policy.expire("k", "ns", 100)) == Success(True)
+    assert rig.get("k") == Success("v")
+    clock.advance(50)
+    assert rig.l1.get("k") == "v"
+    assert rig.l2.data["k"][0][:14] == b"@%013d" % int((clock() - 50 + 100) * 1000)
 
 
 def test_corrupt_bytes_read_as_a_miss_counted_as_an_error_and_not_filled(rig: Rig) -> None:
@@ -166,8 +214,7 @@ def test_get_many_makes_one_l2_request_for_the_l1_misses(rig: Rig) -> None:
     assert rig.run(rig.policy.get_many(keys)) == Success({"a": "A", "b": "B", "c": "C"})
     assert len(rig.l2.requests) == 1
     request = rig.l2.requests[0]
-    assert script_of(request) == MGET.sha
-    assert request[2:] == (2, "c", "d")  # type: ignore[index]
+    assert request == ("MGET", "c", "d")
     assert rig.l1.get("c") == "C"
     rig.clock.advance(30)
     assert rig.l1.get("c") is MISSING  # filled with the Redis TTL
@@ -193,11 +240,11 @@ def test_set_many_makes_one_l2_request_and_fills_l1(rig: Rig) -> None:
     assert rig.run(rig.policy.set_many(items, 20)) == Success([])
     assert len(rig.l2.requests) == 1
     assert script_of(rig.l2.requests[0]) == SET_MANY.sha
-    assert [rig.l2.value(key) for key in "abc"] == [b"A", b"B", b"C"]
+    assert [rig.l2.payload(key) for key in "abc"] == [b"A", b"B", b"C"]
     assert [rig.l1.get(key) for key in "abc"] == ["A", "B", "C"]
     rig.clock.advance(20)
     assert [rig.l1.get(key) for key in "abc"] == [MISSING] * 3
-    assert [rig.l2.value(key) for key in "abc"] == [None] * 3
+    assert [rig.l2.payload(key) for key in "abc"] == [None] * 3
 
 
 def test_a_failed_set_many_evicts_every_key_from_l1(rig: Rig) -> None:
@@ -219,7 +266,7 @@ def test_a_write_reaches_l2_before_l1_changes(rig: Rig) -> None:
     assert rig.set("k", "new") == Success(True)
     assert seen_in_l1 == ["old"]
     assert script_of(rig.l2.requests[0]) == SET.sha
-    assert rig.l2.value("k") == b"new"
+    assert rig.l2.payload("k") == b"new"
     assert rig.l1.get("k") == "new"
 
 
@@ -236,7 +283,7 @@ def test_a_write_gives_its_l1_copy_the_write_ttl(rig: Rig) -> None:
     rig.set("k", "v", ttl=3)
     rig.clock.advance(3)
     assert rig.l1.get("k") is MISSING
-    assert rig.l2.value("k") is None
+    assert rig.l2.payload("k") is None
 
 
 def test_a_write_tells_other_processes_in_the_same_request(rig: Rig) -> None:
@@ -259,7 +306,7 @@ def test_a_refused_only_if_absent_write_evicts_the_l1_copy(rig: Rig) -> None:
     flow = rig.policy.set("k", "ns", "mine", None, only_if_absent=True)
     assert rig.run(flow) == Success(False)
     assert rig.l1.get("k") is MISSING
-    assert rig.l2.value("k") == b"someone else's"
+    assert rig.l2.payload("k") == b"someone else's"
 
 
 @pytest.mark.parametrize(
@@ -284,7 +331,7 @@ def test_increment_runs_in_l2_and_drops_the_l1_copy(rig: Rig) -> None:
     rig.set("k", "5")
     assert rig.run(rig.policy.increment("k", "ns", 2)) == Success(7)
     assert rig.l1.get("k") is MISSING
-    assert rig.l2.value("k") == b"7"
+    assert rig.l2.payload("k") == b"7"
     assert rig.get("k") == Success("7")
 
 
@@ -293,7 +340,7 @@ def test_increment_of_a_non_integer_names_the_key(rig: Rig) -> None:
     error = failure_of(rig.run(rig.policy.increment("k", "ns", 1)))
     assert isinstance(error, NotAnInteger)
     assert error.key == "k"
-    assert rig.l2.value("k") == b"abc"
+    assert rig.l2.payload("k") == b"abc"
 
 
 def test_delete_matching_scans_and_unlinks_only_matches(rig: Rig) -> None:
