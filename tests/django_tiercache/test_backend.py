@@ -50,6 +50,35 @@ def test_ints_stay_raw_digits_in_redis_so_incr_is_atomic(redis_url: str) -> None
     raw.close()
 
 
+class Name(str):
+    """A str subclass: it must come back as itself, so it is pickled."""
+
+
+@pytest.mark.parametrize("value", ["héllo", "", "\ud800 lone surrogate", Name("alice")])
+def test_strings_come_back_exactly_from_redis(value: str) -> None:
+    cache = caches["default"]
+    cache.set("text:1", value, 300)
+    assert cache.l1 is not None
+    cache.l1.clear()  # as another process would, read it from Redis
+    found = cache.get("text:1")
+    assert (found, type(found)) == (value, type(value))
+
+
+def test_a_str_is_stored_as_marked_utf8_with_its_expiry_not_as_a_pickle(redis_url: str) -> None:
+    cache = caches["default"]
+    cache.set("text:2", "héllo", None)
+    raw = redis.Redis.from_url(redis_url)
+    [stored] = raw.keys("dj:*text:2")
+    assert raw.get(stored) == b"@0000000000000'" + "héllo".encode()
+    # Text that is not UTF-8 is corrupt: a miss and an error, never a crash.
+    raw.set(stored, b"@0000000000000'\xff\xfe")
+    assert cache.l1 is not None
+    cache.l1.clear()
+    assert cache.get("text:2", "gone") == "gone"
+    assert cache.metrics.get_stats("text")["errors"] == 1
+    raw.close()
+
+
 def test_mutating_a_returned_value_does_not_change_the_cached_one() -> None:
     cache = caches["default"]
     cache.set("user:2", {"roles": ["reader"]})
