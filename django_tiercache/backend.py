@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_key_func
 from django.core.exceptions import ImproperlyConfigured
 from returns.result import Failure, Result, Success
 
@@ -25,7 +25,7 @@ from tiercache.bus import LocalBus
 from tiercache.drivers import drive, drive_async
 from tiercache.errors import CacheError, LoaderFailed, NotAnInteger, NotSerializable
 from tiercache.globs import escape_glob
-from tiercache.keys import namespace_of
+from tiercache.keys import DEFAULT_NAMESPACE, namespace_of
 from tiercache.memory import MISSING, MemoryTier
 from tiercache.policy import Flow
 from tiercache.ports import CacheMetricsProtocol
@@ -78,6 +78,10 @@ class TieredCache(BaseCache):
         # Key function, prefix and version are fixed per instance, so resolving a key
         # once is enough (Django makes an instance per thread: no lock needed).
         self._resolved: dict[str, tuple[str, str]] = {}
+        # What Django's default key function would put before a key of the default version.
+        self._plain_prefix: str | None = (
+            f"{self.key_prefix}:{self.version}:" if self.key_func is default_key_func else None
+        )
 
     # -- what tooling reads ----------------------------------------------------------
 
@@ -179,13 +183,18 @@ class TieredCache(BaseCache):
             resolved = self._resolved.get(key)
             if resolved is not None:
                 return resolved
-            made = self.make_key(key, None)
+            if self._plain_prefix is not None:  # Django's own key function: no call needed
+                made = self._plain_prefix + key
+            else:
+                made = self.make_key(key, None)
             if len(made) > _MEMCACHE_MAX_KEY_LENGTH or _MAYBE_WARN.search(made):
                 self.validate_key(made)  # warn on every call, so never memoise these
                 return self._prefix + made, self._namespace(key)
             if len(self._resolved) >= _MEMO_SIZE:
                 self._resolved.clear()
-            resolved = self._resolved[key] = (self._prefix + made, self._namespace(key))
+            head, found, _ = key.partition(self._separator)
+            namespace = head if found and head else DEFAULT_NAMESPACE
+            resolved = self._resolved[key] = (self._prefix + made, namespace)
             return resolved
         return self._key(key, version), self._namespace(key)
 

@@ -36,7 +36,9 @@ class LocalBus:
         self._channel = channel
         self.instance_id = instance_id
         self._lock = threading.Lock()
-        self._l1s: weakref.WeakSet[MemoryTier] = weakref.WeakSet()
+        # A tuple replaced whole on change, so readers need no lock; weak, so an L1
+        # nobody uses any more is not kept coherent forever.
+        self._refs: tuple[weakref.ref[MemoryTier], ...] = ()
         # Set by the listener: False while it may have missed messages.
         self.healthy = True
         # Starts this process's listener (see `listen_with`); None: nobody else to hear.
@@ -59,12 +61,13 @@ class LocalBus:
     def attach(self, l1: MemoryTier) -> None:
         """Keep `l1` coherent with the others on this bus."""
         with self._lock:
-            self._l1s.add(l1)
+            alive = [ref for ref in self._refs if ref() is not None]
+            if not any(ref() is l1 for ref in alive):
+                self._refs = (*alive, weakref.ref(l1))
 
     def l1s(self) -> list[MemoryTier]:
         """Return the attached L1s."""
-        with self._lock:
-            return list(self._l1s)
+        return [l1 for ref in self._refs if (l1 := ref()) is not None]
 
     def message(self, op: Op, keys: Sequence[str] = (), pattern: str = "") -> str:
         """Return the text that tells other processes about a change."""
@@ -74,6 +77,9 @@ class LocalBus:
         self, source: MemoryTier | None, op: Op, keys: Sequence[str] = (), pattern: str = ""
     ) -> None:
         """Apply a change to every attached L1 but `source`."""
+        refs = self._refs
+        if len(refs) == 1 and refs[0]() is source:
+            return  # the usual case: one L1 per alias and process, and it made the change
         others = [l1 for l1 in self.l1s() if l1 is not source]
         if not others:
             return
@@ -119,6 +125,6 @@ class LocalBus:
         self.messages = self.reconnects = 0
         if self._listen is not None:
             self.healthy = False
-        for l1 in list(self._l1s):
+        for l1 in self.l1s():
             with contextlib.suppress(Exception):  # at-fork hooks must not raise
                 l1.after_fork()

@@ -183,9 +183,29 @@ class MemoryTier:
     ) -> None:
         """`fill` each (key, held, ttl, size) under one lock: a batch read's fills."""
         with self._lock:
+            now = self._timer()
+            tombstones, floor, put = self._tombstones, self._floor, self._put_at
             for key, held, ttl, size in entries:
-                if not self._changed_since(key, since):
-                    self._put(key, held, ttl, size)
+                if tombstones.get(key, floor) <= since:
+                    put(key, held, ttl, size, now)
+
+    def put_many_if_unchanged(
+        self, entries: Iterable[tuple[str, object, int]], ttl: float | None, since: int
+    ) -> None:
+        """`put_if_unchanged` each (key, held, size) of a batch written with one TTL."""
+        with self._lock:
+            now = self._timer()
+            self._seq += 1  # one invalidation for the whole batch
+            seq, tombstones, floor = self._seq, self._tombstones, self._floor
+            for key, held, size in entries:
+                raced = tombstones.get(key, floor) > since
+                tombstones[key] = seq
+                tombstones.move_to_end(key)
+                if raced:
+                    self._remove(key)
+                else:
+                    self._put_at(key, held, ttl, size, now)
+            self._trim_tombstones()
 
     def put(self, key: str, held: object, ttl: float | None, size: int = 0) -> None:
         """Store a value this process wrote; it supersedes any read in flight."""
@@ -268,7 +288,10 @@ class MemoryTier:
         self._seq += 1
         self._tombstones[key] = self._seq
         self._tombstones.move_to_end(key)
-        if len(self._tombstones) > self._tombstone_limit:
+        self._trim_tombstones()
+
+    def _trim_tombstones(self) -> None:
+        while len(self._tombstones) > self._tombstone_limit:
             _, seq = self._tombstones.popitem(last=False)
             self._floor = max(self._floor, seq)
 
@@ -280,13 +303,16 @@ class MemoryTier:
         return 1
 
     def _put(self, key: str, held: object, ttl: float | None, size: int) -> None:
+        self._put_at(key, held, ttl, size, self._timer())
+
+    def _put_at(self, key: str, held: object, ttl: float | None, size: int, now: float) -> None:
         if self.default_ttl is not None:
-            ttl = self.default_ttl if ttl is None else min(ttl, self.default_ttl)
+            ttl = self.default_ttl if ttl is None or ttl > self.default_ttl else ttl
         if self.max_bytes is not None and size > self.max_bytes:
             self._remove(key)
             return
         # `store` replaces an older entry itself, reporting it so the byte total stays true.
-        self._data.store(key, _Entry(held, None if ttl is None else self._timer() + ttl, size))
+        self._data.store(key, _Entry(held, None if ttl is None else now + ttl, size))
         self._bytes += size
         while self.max_bytes is not None and self._bytes > self.max_bytes:
             self._data.popitem()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,8 +22,14 @@ class Invalidation:
     pattern: str = ""
 
 
+# Text that JSON writes as is between quotes: printable ASCII but '"' and backslash.
+_VERBATIM = re.compile(r"[ !#-\[\]-~]*")
+
+
 def encode(sender: str, op: Op, keys: tuple[str, ...] | list[str] = (), pattern: str = "") -> str:
-    """Return the message text for an invalidation."""
+    """Return the message text for an invalidation (JSON, written by hand when it may be)."""
+    if op == "keys" and len(keys) == 1 and _VERBATIM.fullmatch(keys[0] + sender):
+        return f'["{sender}","keys",["{keys[0]}"],""]'  # a write of one key: most messages
     return json.dumps([sender, op, list(keys), pattern], separators=(",", ":"))
 
 

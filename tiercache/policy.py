@@ -419,8 +419,10 @@ class TierPolicy:
             self._changed(keys)  # a timed-out write may still have happened
             return self.failed(items[0][1], error)
         if l1 is not None and self.bus.fills_allowed():
-            for key, value, raw in encoded:
-                l1.put_if_unchanged(key, self.codec.to_l1(value, raw), ttl, since, len(raw))
+            to_l1 = self.codec.to_l1
+            l1.put_many_if_unchanged(
+                [(key, to_l1(value, raw), len(raw)) for key, value, raw in encoded], ttl, since
+            )
         elif l1 is not None:
             l1.invalidate(keys)
         self._announce("keys", keys)

@@ -257,6 +257,36 @@ def test_put_if_unchanged_drops_the_key_when_a_newer_write_raced(clock: FakeCloc
     assert l1.fill("a", "older", ttl=None, since=since) is False
 
 
+def test_a_batch_put_stores_the_unraced_keys_drops_the_raced_and_stops_older_reads(
+    clock: FakeClock,
+) -> None:
+    l1 = tier(clock, default_ttl=60)
+    reader = l1.begin_read()  # a read of "b" began before the batch was written
+    since = l1.begin_read()
+    l1.put("a", "newer, from another thread", ttl=None)
+    l1.put_many_if_unchanged([("a", "older", 5), ("b", "B", 5)], ttl=10, since=since)
+    assert l1.get("a") is MISSING
+    assert l1.get("b") == "B"
+    assert l1.bytes_used == 5
+    assert l1.fill("b", "stale", ttl=None, since=reader) is False
+    clock.advance(10)
+    assert l1.get("b") is MISSING
+
+
+def test_a_batch_fill_keeps_each_entry_for_its_own_ttl_capped_by_the_tier(
+    clock: FakeClock,
+) -> None:
+    l1 = tier(clock, default_ttl=60)
+    since = l1.begin_read()
+    l1.invalidate(["c"])
+    l1.fill_many([("a", "A", 5.0, 1), ("b", "B", None, 1), ("c", "C", None, 1)], since)
+    assert (l1.get("a"), l1.get("b"), l1.get("c")) == ("A", "B", MISSING)
+    clock.advance(5)
+    assert (l1.get("a"), l1.get("b")) == (MISSING, "B")
+    clock.advance(55)
+    assert l1.get("b") is MISSING
+
+
 # -- threads ---------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ The last tests check in-process fan-out and real expiry on a real Redis.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,7 +16,15 @@ from returns.result import Result, Success
 from tests.tiercache.conftest import MakeCache
 from tests.tiercache.fake_l2 import FakeL2
 from tests.tiercache.support import CacheUnderTest, FakeClock, failure_of
-from tiercache import CacheError, CacheMetrics, CacheUnavailable, MemoryTier, NotAnInteger, envelope
+from tiercache import (
+    CacheError,
+    CacheMetrics,
+    CacheUnavailable,
+    MemoryTier,
+    NotAnInteger,
+    envelope,
+    messages,
+)
 from tiercache.bus import LocalBus
 from tiercache.codecs import TextCodec
 from tiercache.commands import PTTLS, SET, SET_MANY
@@ -401,3 +410,13 @@ async def test_a_real_redis_expiry_is_not_outlived_by_the_l1_copy(
     assert await reader.get("user:1") == Success("v")
     time.sleep(1.05)
     assert await reader.get("user:1") == Success(None)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [["dj::1:user:1"], ['quote"d'], ["back\\slash"], ["héllo"], ["tab\there"], ["a", "b"], []],
+)
+def test_every_invalidation_message_decodes_to_what_was_encoded(keys: list[str]) -> None:
+    text = messages.encode("sender-1", "keys", keys)
+    assert messages.decode(text) == messages.Invalidation("sender-1", "keys", tuple(keys), "")
+    assert json.loads(text) == ["sender-1", "keys", keys, ""]
