@@ -78,10 +78,6 @@ class TieredCache(BaseCache):
         # Key function, prefix and version are fixed per instance, so resolving a key
         # once is enough (Django makes an instance per thread: no lock needed).
         self._resolved: dict[str, tuple[str, str]] = {}
-        # What Django's default key function would put before a key of the default version.
-        self._plain_prefix: str | None = (
-            f"{self.key_prefix}:{self.version}:" if self.key_func is default_key_func else None
-        )
 
     # -- what tooling reads ----------------------------------------------------------
 
@@ -183,8 +179,8 @@ class TieredCache(BaseCache):
             resolved = self._resolved.get(key)
             if resolved is not None:
                 return resolved
-            if self._plain_prefix is not None:  # Django's own key function: no call needed
-                made = self._plain_prefix + key
+            if self.key_func is default_key_func:  # Django's own, inlined (tests swap it)
+                made = f"{self.key_prefix}:{self.version}:{key}"
             else:
                 made = self.make_key(key, None)
             if len(made) > _MEMCACHE_MAX_KEY_LENGTH or _MAYBE_WARN.search(made):

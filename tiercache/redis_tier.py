@@ -21,7 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tiercache.breaker import CircuitBreaker
-from tiercache.commands import SCRIPTS, Command, Request
+from tiercache.commands import SCRIPTS, Arg, Command, Request
 from tiercache.errors import (
     CacheError,
     CacheReadOnly,
@@ -112,6 +112,50 @@ def _with_source(command: Command) -> Command:
     return ("EVAL", SCRIPTS[str(command[1])].source, *command[2:])
 
 
+try:
+    from hiredis import pack_command as _pack
+    from redis._parsers import _HiredisParser
+except ImportError:  # no hiredis, or another redis-py layout: the public path is taken
+    _pack = None  # type: ignore[assignment]
+
+
+def _wire_roundtrip(connection: Any, command: tuple[Arg, ...]) -> object:
+    """Send `command` and read its reply straight on a connection's socket and reader.
+
+    `Connection.send_command` and `read_response` add argument re-packing, health and
+    push-message handling we do not use: about a sixth of a loopback GET's time. This
+    keeps what matters (hiredis packs, redis-py's own parser reads and maps error
+    replies to redis-py exceptions) and raises what `send_command` would.
+    """
+    if connection._sock is None:
+        connection.connect()
+    try:
+        connection._sock.sendall(_pack(command))  # type: ignore[arg-type]
+    except TimeoutError:  # socket.timeout
+        raise rex.TimeoutError("Timeout writing to socket") from None
+    except OSError as error:
+        raise rex.ConnectionError(f"Error while writing to socket: {error}") from None
+    reply = connection._parser.read_response()
+    if isinstance(reply, rex.RedisError):
+        raise reply
+    return reply
+
+
+def _public_roundtrip(connection: Any, command: tuple[Arg, ...]) -> object:
+    """Send `command` and read its reply through redis-py's public connection API."""
+    connection.send_command(*command)
+    return connection.read_response()
+
+
+def _has_wire_path(connection: Any) -> bool:
+    """Return whether `connection` is the kind `_wire_roundtrip` knows (hiredis parser)."""
+    return (
+        _pack is not None
+        and type(getattr(connection, "_parser", None)) is _HiredisParser
+        and hasattr(connection, "_sock")
+    )
+
+
 class _Boundary:
     """What both tiers share: the breaker check and the exception translation."""
 
@@ -149,6 +193,7 @@ class RedisTier(_Boundary):
         self._callbacks: dict[str, Callable[[Any], object]] = dict(client.response_callbacks)
         self._idle: list[Any] = []  # list.pop and list.append are atomic: no lock needed
         self._pid = os.getpid()
+        self._roundtrip: Callable[[Any, Command], object] | None = None  # by the first
 
     def execute(self, request: Request) -> object:
         """Run one command or a pipeline; raise `CacheError` on trouble."""
@@ -178,16 +223,19 @@ class RedisTier(_Boundary):
             connection = self._idle.pop()
         except IndexError:
             connection = self.client.connection_pool.make_connection()
+        roundtrip = self._roundtrip
+        if roundtrip is None:
+            roundtrip = self._roundtrip = (
+                _wire_roundtrip if _has_wire_path(connection) else _public_roundtrip
+            )
         try:
             try:
-                connection.send_command(*command)
-                reply = connection.read_response()
+                reply = roundtrip(connection, command)
             except rex.ConnectionError:
                 # A pooled connection that a server restart closed fails once; a dead
                 # server fails again at once (connection refused), so retry just once.
                 connection.disconnect()
-                connection.send_command(*command)
-                reply = connection.read_response()
+                reply = roundtrip(connection, command)
         except rex.ResponseError:
             self._idle.append(connection)  # an error reply leaves the connection in sync
             raise
