@@ -259,11 +259,15 @@ class TieredCache(BaseCache):
         return removed.map(bool)
 
     def _get_many(self, keys: Iterable[Any], version: int | None) -> Flow[dict[Any, Any]]:
-        resolved = {key: self._resolve(key, version) for key in keys}
-        originals = {full: key for key, (full, _) in resolved.items()}
-        pairs = list(resolved.values())
+        keys = list(dict.fromkeys(keys))  # each key once, in the caller's order
+        resolve = self._resolve
+        pairs = [resolve(key, version) for key in keys]
         found = yield from self._policy.get_many(pairs)
-        return found.map(lambda hits: {originals[full]: value for full, value in hits.items()})
+        return found.map(
+            lambda hits: {
+                key: hits[full] for key, (full, _) in zip(keys, pairs, strict=True) if full in hits
+            }
+        )
 
     def _has_key(self, key: Any, version: int | None) -> Flow[bool]:
         return self._policy.exists(*self._resolve(key, version))

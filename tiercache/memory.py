@@ -7,7 +7,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Final, NamedTuple
+from typing import Final
 
 import cachetools
 
@@ -26,10 +26,12 @@ class _Missing:
 MISSING: Final = _Missing()
 
 
-class _Entry(NamedTuple):
-    held: object
-    expires_at: float | None
-    size: int
+# An entry is a plain tuple (held, expires_at or None, size): building one is a single
+# bytecode, where a NamedTuple's constructor is a Python-level call on every fill.
+_Entry = tuple[object, float | None, int]
+_HELD: Final = 0
+_EXPIRES_AT: Final = 1
+_SIZE: Final = 2
 
 
 class _LRU(cachetools.LRUCache[str, _Entry]):
@@ -130,7 +132,7 @@ class MemoryTier:
         self._tombstone_limit = tombstones
 
     def _dropped(self, entry: _Entry) -> None:
-        self._bytes -= entry.size
+        self._bytes -= entry[_SIZE]
 
     def __len__(self) -> int:
         return len(self._data)
@@ -152,15 +154,32 @@ class MemoryTier:
             self._touch(key)
             return entry[0]
 
+    def get_many(self, keys: Iterable[str]) -> list[object]:
+        """Return what is held for each of `keys` (MISSING where none), under one lock."""
+        found: list[object] = []
+        with self._lock:
+            lookup, touch, now = self._lookup, self._touch, self._timer()
+            for key in keys:
+                entry = lookup(key)
+                if entry is None:
+                    found.append(MISSING)
+                elif entry[1] is not None and entry[1] <= now:
+                    self._remove(key)
+                    found.append(MISSING)
+                else:
+                    touch(key)
+                    found.append(entry[0])
+        return found
+
     def remaining_ttl(self, key: str) -> float | _Missing | None:
         """Return the seconds `key` has left (None: no expiry), or MISSING."""
         with self._lock:
             entry = self._data.get(key)
             if entry is None:
                 return MISSING
-            if entry.expires_at is None:
+            if entry[_EXPIRES_AT] is None:
                 return None
-            left = entry.expires_at - self._timer()
+            left = entry[_EXPIRES_AT] - self._timer()
             if left <= 0:
                 self._remove(key)
                 return MISSING
@@ -265,13 +284,13 @@ class MemoryTier:
         with self._lock:
             entry = self._data.get(key)
             now = self._timer()
-            alive = entry is not None and (entry.expires_at is None or entry.expires_at > now)
-            new = change(entry.held if entry is not None and alive else MISSING)
+            alive = entry is not None and (entry[_EXPIRES_AT] is None or entry[_EXPIRES_AT] > now)
+            new = change(entry[_HELD] if entry is not None and alive else MISSING)
             left = None
-            if entry is not None and alive and entry.expires_at is not None:
-                left = entry.expires_at - now
+            if entry is not None and alive and entry[_EXPIRES_AT] is not None:
+                left = entry[_EXPIRES_AT] - now
             self._invalidate(key)
-            self._put(key, new, left if alive else None, entry.size if entry else 0)
+            self._put(key, new, left if alive else None, entry[_SIZE] if entry else 0)
             return new
 
     def keys(self) -> list[str]:
@@ -299,7 +318,7 @@ class MemoryTier:
         entry = self._data.discard(key)
         if entry is None:
             return 0
-        self._bytes -= entry.size
+        self._bytes -= entry[_SIZE]
         return 1
 
     def _put(self, key: str, held: object, ttl: float | None, size: int) -> None:
@@ -312,7 +331,7 @@ class MemoryTier:
             self._remove(key)
             return
         # `store` replaces an older entry itself, reporting it so the byte total stays true.
-        self._data.store(key, _Entry(held, None if ttl is None else now + ttl, size))
+        self._data.store(key, (held, None if ttl is None else now + ttl, size))
         self._bytes += size
         while self.max_bytes is not None and self._bytes > self.max_bytes:
             self._data.popitem()
