@@ -46,6 +46,7 @@ class _LRU(cachetools.LRUCache[str, _Entry]):
     def __init__(self, maxsize: int, on_drop: Callable[[_Entry], None]) -> None:
         super().__init__(maxsize)
         self._on_drop = on_drop
+        self._capacity = maxsize
         data = getattr(self, "_Cache__data", None)
         order = getattr(self, "_LRUCache__order", None)
         self._fast: tuple[dict[str, _Entry], OrderedDict[str, None]] | None = None
@@ -72,9 +73,11 @@ class _LRU(cachetools.LRUCache[str, _Entry]):
         if old is not None:
             del order[key]
             self._on_drop(old)
-        while len(data) >= self.maxsize:
-            oldest, _ = order.popitem(last=False)
-            self._on_drop(data.pop(oldest))
+        else:
+            capacity = self._capacity  # `maxsize` is a property: a call per read
+            while len(data) >= capacity:
+                oldest, _ = order.popitem(last=False)
+                self._on_drop(data.pop(oldest))
         data[key] = entry
         order[key] = None
         self._Cache__currsize = len(data)
