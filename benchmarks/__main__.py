@@ -20,7 +20,7 @@ from benchmarks.subjects import Setup, our_backend_error
 RESULTS = Path(__file__).resolve().parent / "results"
 
 FULL = Plan(
-    rounds=30,
+    rounds=40,
     scale=1.0,
     min_batch_ms=20,
     settle_s=0.02,
