@@ -25,7 +25,7 @@ from tiercache.bus import LocalBus
 from tiercache.drivers import drive, drive_async
 from tiercache.errors import CacheError, LoaderFailed, NotAnInteger, NotSerializable
 from tiercache.globs import escape_glob
-from tiercache.keys import DEFAULT_NAMESPACE, namespace_of
+from tiercache.keys import namespace_of
 from tiercache.memory import MISSING, MemoryTier
 from tiercache.policy import Flow
 from tiercache.ports import CacheMetricsProtocol
@@ -188,9 +188,10 @@ class TieredCache(BaseCache):
                 return self._prefix + made, self._namespace(key)
             if len(self._resolved) >= _MEMO_SIZE:
                 self._resolved.clear()
-            head, found, _ = key.partition(self._separator)
-            namespace = head if found and head else DEFAULT_NAMESPACE
-            resolved = self._resolved[key] = (self._prefix + made, namespace)
+            resolved = self._resolved[key] = (
+                self._prefix + made,
+                namespace_of(key, self._separator),
+            )
             return resolved
         return self._key(key, version), self._namespace(key)
 

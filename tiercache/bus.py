@@ -35,7 +35,7 @@ class LocalBus:
     def __init__(self, channel: str, instance_id: str) -> None:
         self._channel = channel
         self.instance_id = instance_id
-        self._own_channel = f"{channel}:{instance_id}" if channel else ""
+        self._own_channel = self._channel_of(instance_id)
         self._lock = threading.Lock()
         # A tuple replaced whole on change, so readers need no lock; weak, so an L1
         # nobody uses any more is not kept coherent forever.
@@ -58,6 +58,9 @@ class LocalBus:
         Writers publish to every channel of the base but their own (see commands._PUBLISH).
         """
         return self._own_channel
+
+    def _channel_of(self, instance_id: str) -> str:
+        return f"{self._channel}:{instance_id}" if self._channel else ""
 
     def attach(self, l1: MemoryTier) -> None:
         """Keep `l1` coherent with the others on this bus."""
@@ -122,7 +125,7 @@ class LocalBus:
         """Start over in a forked child: new id, no listener yet, empty L1s."""
         self._lock = threading.Lock()  # the parent's may have been held by another thread
         self.instance_id = instance_id
-        self._own_channel = f"{self._channel}:{instance_id}" if self._channel else ""
+        self._own_channel = self._channel_of(instance_id)
         self.subscribed_at = self.last_message_at = self.last_error = None
         self.messages = self.reconnects = 0
         if self._listen is not None:

@@ -15,8 +15,9 @@ longer, and never longer than its L1 TTL.
 
 from __future__ import annotations
 
+import enum
 import re
-from typing import Final
+from typing import Final, Literal
 
 __all__ = ["HEADER_SIZE", "MARK", "UNKNOWN", "stamp", "unwrap", "wrap"]
 
@@ -31,15 +32,14 @@ _BARE = re.compile(rb"0|-?[1-9]\d{0,18}")
 _DIGIT_OR_SIGN = frozenset(b"-0123456789")
 
 
-class _Unknown:
-    __slots__ = ()
+class _Unknown(enum.Enum):
+    """An enum member, so type checkers narrow `left is UNKNOWN` as they do `is None`."""
 
-    def __repr__(self) -> str:
-        return "UNKNOWN"
+    UNKNOWN = "UNKNOWN"
 
 
 #: Seconds left of a bare value: only PTTL can tell.
-UNKNOWN: Final = _Unknown()
+UNKNOWN: Final = _Unknown.UNKNOWN
 
 
 def stamp(expires_at_ms: int | None) -> bytes:
@@ -56,7 +56,7 @@ def wrap(raw: bytes, header: bytes) -> bytes:
     return MARK + header + raw
 
 
-def unwrap(stored: bytes, now_ms: float) -> tuple[bytes, float | _Unknown | None]:
+def unwrap(stored: bytes, now_ms: float) -> tuple[bytes, float | Literal[_Unknown.UNKNOWN] | None]:
     """Return the codec bytes in `stored` and the seconds they have left.
 
     None means no expiry; UNKNOWN a bare value (an integer, or written by another

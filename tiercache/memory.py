@@ -239,13 +239,7 @@ class MemoryTier:
         self, key: str, held: object, ttl: float | None, since: int, size: int = 0
     ) -> None:
         """Store a value written at `since`; drop the key if a newer write raced it."""
-        with self._lock:
-            raced = self._changed_since(key, since)
-            self._invalidate(key)
-            if raced:
-                self._remove(key)
-            else:
-                self._put(key, held, ttl, size)
+        self.put_many_if_unchanged(((key, held, size),), ttl, since)
 
     def invalidate(self, keys: Iterable[str]) -> int:
         """Drop `keys` and refuse fills of them begun earlier; return how many were held."""

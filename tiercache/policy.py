@@ -233,7 +233,6 @@ class TierPolicy:
             if not (fill or need_ttl):
                 return Success((value, raw, 0.0))
             [left] = yield from self._ask_ttls([key])
-        assert not isinstance(left, envelope._Unknown)
         if fill:
             self._fill(key, value, raw, left, since)
         return Success((value, raw, left if left is None else max(left, 0.0)))
@@ -274,7 +273,7 @@ class TierPolicy:
         fill = l1 is not None and self.bus.fills_allowed()
         fills: list[tuple[str, object, float | None, int]] = []
         bare: list[tuple[str, object, bytes]] = []
-        to_l1, unwrap, unknown = self.codec.to_l1, envelope.unwrap, envelope.UNKNOWN
+        to_l1, unwrap = self.codec.to_l1, envelope.unwrap
         decode, hit, miss = self._decode, self._hit, self._miss
         for (key, namespace), stored in zip(wanted, reply, strict=True):
             if stored is None:
@@ -289,10 +288,10 @@ class TierPolicy:
             found[key] = value
             if not fill:
                 continue
-            if left is unknown:
+            if left is envelope.UNKNOWN:
                 bare.append((key, value, raw))
-            elif left is None or left > 0:  # type: ignore[operator]
-                fills.append((key, to_l1(value, raw), left, len(raw)))  # type: ignore[arg-type]
+            elif left is None or left > 0:
+                fills.append((key, to_l1(value, raw), left, len(raw)))
         if bare:
             lefts = yield from self._ask_ttls([key for key, _, _ in bare])
             for (key, value, raw), seconds in zip(bare, lefts, strict=True):

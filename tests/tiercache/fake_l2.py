@@ -157,7 +157,7 @@ class FakeL2:
             millis, raw = int(str(args[0])), found[0]
             if raw[:1] == b"@":  # rewrite the envelope's expiry, as the script does
                 digits = args[1] if isinstance(args[1], bytes) else str(args[1]).encode()
-                raw = b"@" + digits + raw[14:]
+                raw = envelope.MARK + digits + raw[envelope.HEADER_SIZE :]
             self.data[keys[0]] = (raw, None if millis == -1 else self._now_ms() + millis)
             self._publish(args)
             return 1
