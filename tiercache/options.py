@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from tiercache.redis_tier import RedisSettings, redact_url
+from tiercache.settings import RedisSettings, redact_url
 
 __all__ = ["CacheOptions"]
 
