@@ -16,6 +16,7 @@ from django.utils.module_loading import import_string
 from django_tiercache.conf import APP_DEFAULTS, MIDDLEWARE_PATH, AppSettings
 from django_tiercache.contract import is_tiered_backend
 from django_tiercache.options import OPTION_DEFAULTS, BackendOptions, parse_options
+from tiercache import CacheOptions
 
 __all__ = ["TAG", "check_app_settings", "check_caches", "check_middleware", "register"]
 
@@ -23,6 +24,10 @@ _SCHEMES = ("redis", "rediss", "unix")
 #: Socket timeouts above this defeat the point of failing fast when Redis is sick.
 _SLOW_TIMEOUT = 2.0
 _DJANGO_DEFAULT_TIMEOUT = 300
+_TOPOLOGY_HINT = (
+    'Cluster: "CLUSTER": True with LOCATION "redis://<any node>:<port>" (database 0 only). '
+    'Sentinel: "SENTINELS": [["<host>", 26379], ...] with LOCATION "redis://<service>/<db>".'
+)
 
 
 #: Runs only these checks: `manage.py check --tag django_tiercache`.
@@ -56,6 +61,7 @@ def check_caches(
         )
     for alias, config in tiered.items():
         messages += _check_location(alias, config.get("LOCATION"))
+        messages += _check_topology(alias, config)
         options = _check_options(alias, config.get("OPTIONS"), messages)
         if options is not None:
             messages += _check_option_values(alias, options, config)
@@ -115,6 +121,33 @@ def _check_location(alias: str, location: object) -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+def _check_topology(alias: str, config: Mapping[str, Any]) -> list[checks.CheckMessage]:
+    """Name a CLUSTER or SENTINELS setting that does not fit its LOCATION."""
+    options, location = config.get("OPTIONS"), config.get("LOCATION")
+    if not isinstance(options, Mapping) or not isinstance(location, str):
+        return []  # E001 / E003 name those
+    if not any(name in options for name in ("CLUSTER", "SENTINELS", "SENTINEL_KWARGS")):
+        return []
+    try:
+        CacheOptions(
+            location,
+            cluster=options.get("CLUSTER") is True,
+            sentinels=options.get("SENTINELS"),
+            sentinel_kwargs=options.get("SENTINEL_KWARGS"),
+        )
+    except ValueError as error:
+        problem, hint = str(error), _TOPOLOGY_HINT
+    except NotImplementedError as error:
+        problem, hint = str(error), "Use a standalone Redis LOCATION until it is."
+    else:
+        return []
+    return [
+        checks.Error(
+            f"Cache {alias!r}: {problem}.", hint=hint, obj=alias, id="django_tiercache.E006"
+        )
+    ]
 
 
 def _check_options(
