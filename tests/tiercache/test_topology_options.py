@@ -23,7 +23,7 @@ def test_cluster_with_a_database_other_than_0_is_refused(from_url: Any, url: str
 
 @pytest.mark.parametrize("from_url", BUILDERS, ids=["sync", "async"])
 def test_cluster_error_never_shows_the_password(from_url: Any) -> None:
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(ValueError, match="database 0 only") as raised:
         from_url("redis://:s3cret@127.0.0.1:7000/1", cluster=True)
     assert "s3cret" not in str(raised.value)
     assert "***" in str(raised.value)
