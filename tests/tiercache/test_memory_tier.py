@@ -10,8 +10,7 @@ import threading
 import pytest
 
 from tests.tiercache.support import FakeClock
-from tiercache import MemoryTier
-from tiercache import memory
+from tiercache import MemoryTier, memory
 from tiercache.memory import MISSING
 
 
@@ -402,4 +401,5 @@ def test_entry_shows_how_a_key_is_held_without_touching_it(clock: FakeClock) -> 
     assert l1.entry("a") is None
     assert l1.entry("absent") is None
     shown = l1.entry("b", decode=lambda held: f"decoded {held}")
-    assert shown is not None and shown["value"] == "decoded B"
+    assert shown is not None
+    assert shown["value"] == "decoded B"

@@ -476,7 +476,8 @@ def test_l1_only_expire_keeps_l1_bounded_by_l1_max_bytes() -> None:
     success_of(cache.set("b", "B" * 100))
     assert success_of(cache.expire("a", 60)) is True
     assert success_of(cache.expire("b", 60)) is True
-    assert cache.l1 is not None and cache.l1.bytes_used == 200
+    assert cache.l1 is not None
+    assert cache.l1.bytes_used == 200
     success_of(cache.set("c", "C" * 100))  # over 250 bytes: the least recently used goes
     assert cache.l1.bytes_used == 200
     assert len(cache.l1) == 2
