@@ -144,7 +144,7 @@ def parse_options(alias: str, location: object, options: object) -> BackendOptio
         core[f.name] = values.get(name, OPTION_DEFAULTS[name])
     try:
         parsed = CacheOptions(**core)  # type: ignore[arg-type]
-    except ValueError as error:
+    except (ValueError, NotImplementedError) as error:
         raise ImproperlyConfigured(f"{where}: {error}") from None
     own: dict[str, Any] = {name: values[name] for name in _OWN if name in values}
     return BackendOptions(parsed, **own)
