@@ -19,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from returns.result import Failure, Result, Success
 
 from django_tiercache.backbone import Backbone, backbone_for
+from django_tiercache.metrics import AliasMetrics
 from django_tiercache.options import BackendOptions, parse_options
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
@@ -28,7 +29,6 @@ from tiercache.globs import escape_glob
 from tiercache.keys import namespace_of
 from tiercache.memory import MISSING, MemoryTier
 from tiercache.policy import Flow
-from tiercache.ports import CacheMetricsProtocol
 from tiercache.stampede import Loading, aload, load, make_plan
 
 __all__ = ["TieredCache"]
@@ -41,16 +41,6 @@ Timeout = float | int | None | object
 _MAYBE_WARN = re.compile(r"[\x00-\x20\x7f]")
 _MEMCACHE_MAX_KEY_LENGTH = 250
 _MEMO_SIZE = 4096  # resolved keys remembered per backend instance
-
-
-def _metrics_for(alias: str) -> CacheMetricsProtocol:
-    try:
-        from django_tiercache.metrics import metrics_for
-    except ImportError:  # TODO(remove): until django_tiercache.metrics lands
-        from tiercache import CacheMetrics
-
-        return CacheMetrics()
-    return metrics_for(alias)
 
 
 def _alias_of(location: str, params: Mapping[str, Any]) -> str:
@@ -69,9 +59,7 @@ class TieredCache(BaseCache):
         super().__init__(params)
         self.options: BackendOptions = parse_options(params.get("OPTIONS"))
         self.alias = _alias_of(server, params)
-        self._backbone: Backbone = backbone_for(
-            self.alias, server, self.options, lambda: _metrics_for(self.alias)
-        )
+        self._backbone: Backbone = backbone_for(self.alias, server, self.options)
         self._policy = self._backbone.policy
         self._prefix = self.options.REDIS_PREFIX
         self._separator = self.options.NAMESPACE_SEPARATOR
@@ -82,11 +70,9 @@ class TieredCache(BaseCache):
     # -- what tooling reads ----------------------------------------------------------
 
     @property
-    def metrics(self) -> CacheMetricsProtocol:
-        """Return the metrics store of this alias."""
-        metrics = self._policy.metrics
-        assert metrics is not None
-        return metrics
+    def metrics(self) -> AliasMetrics:
+        """Return the metrics of this alias (summed over processes by its pusher)."""
+        return self._backbone.metrics
 
     @property
     def l1(self) -> MemoryTier | None:

@@ -13,4 +13,5 @@ urlpatterns = [
     path("async-user/", views.async_user, name="async-user"),
     path("accounts/", views.accounts, name="accounts"),
     path("no-cache/", views.no_cache, name="no-cache"),
+    path("l1-user/", views.l1_user, name="l1-user"),
 ]
