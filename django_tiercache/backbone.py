@@ -21,13 +21,13 @@ from django_tiercache.metrics import AliasMetrics, operation_of
 from django_tiercache.options import BackendOptions
 from django_tiercache.serializers import Serializer
 from django_tiercache.workers import probe_of
-from tiercache import CacheOptions, registry
+from tiercache import registry
 from tiercache.commands import Request
 from tiercache.composite import Assembly, assemble
 from tiercache.errors import CacheError
 from tiercache.redis_tier import AsyncRedisTier, RedisTier
 
-__all__ = ["Backbone", "backbone_for"]
+__all__ = ["Backbone", "backbone_for", "signing_keys"]
 
 logger = logging.getLogger("django_tiercache")
 
@@ -37,42 +37,24 @@ _LOG_EVERY = 10.0  # seconds between two log lines about the same kind of failur
 class Backbone:
     """The shared parts of one alias: policy, codec, sync tier, async tiers per loop."""
 
-    def __init__(self, alias: str, location: str, options: BackendOptions) -> None:
+    def __init__(self, alias: str, options: BackendOptions, keys: tuple[str, ...]) -> None:
         self.alias = alias
         self.options = options
-        self.core_options = CacheOptions(
-            url=location or None,
-            l1_maxsize=options.L1_MAXSIZE,
-            l1_ttl=options.L1_TTL,
-            l1_max_bytes=options.L1_MAX_BYTES,
-            key_prefix=options.REDIS_PREFIX,
-            namespace_separator=options.NAMESPACE_SEPARATOR,
-            max_value_bytes=options.MAX_VALUE_BYTES,
-            connect_timeout=options.CONNECT_TIMEOUT,
-            socket_timeout=options.SOCKET_TIMEOUT,
-            max_connections=options.MAX_CONNECTIONS,
-            invalidation=options.INVALIDATION,
-            breaker_threshold=options.BREAKER_THRESHOLD,
-            breaker_reset=options.BREAKER_RESET,
-            heartbeat_interval=options.HEARTBEAT_INTERVAL,
-            lock_timeout=options.LOCK_TIMEOUT,
-            ttl_jitter=options.TTL_JITTER,
-        )
-        self.codec = DjangoCodec(_serializer(options))
+        self.codec = DjangoCodec(_serializer(options, keys))
         self.metrics = AliasMetrics(alias, push_interval=options.METRICS_PUSH_INTERVAL)
-        self.assembly: Assembly = assemble(self.core_options, self.codec, self.metrics)
+        self.assembly: Assembly = assemble(self.options.core, self.codec, self.metrics)
         self.policy = self.assembly.policy
         self.sync_tier: RedisTier | None = None
-        if self.core_options.url is not None:
+        if self.options.core.url is not None:
             assert self.assembly.breaker is not None
-            client = self.core_options.redis_settings().sync_client()
+            client = self.options.core.redis_settings().sync_client()
             self.sync_tier = RedisTier(client, self.assembly.breaker)
             # The counters travel through this cache's own tier: its timeouts, its breaker.
-            node = self.core_options.location
+            node = self.options.core.location
             self.metrics.connect(
                 RedisCounterStore(
                     self.sync_tier.execute,
-                    f"{app_settings().METRICS_KEY_PREFIX}{{{options.REDIS_PREFIX}{alias}}}",
+                    f"{app_settings().METRICS_KEY_PREFIX}{{{options.core.key_prefix}{alias}}}",
                 ),
                 lambda: probe_of(self.assembly, node),
             )
@@ -98,7 +80,7 @@ class Backbone:
 
     def _async_tier(self) -> AsyncRedisTier:
         assert self.assembly.breaker is not None
-        client = self.core_options.redis_settings().async_client()
+        client = self.options.core.redis_settings().async_client()
         return AsyncRedisTier(client, self.assembly.breaker)
 
     @property
@@ -132,21 +114,28 @@ class Backbone:
             self.sync_tier.close()
 
 
-def _serializer(options: BackendOptions) -> Serializer:
+def signing_keys(options: BackendOptions) -> tuple[str, ...]:
+    """Return the key that signs, then the keys that still verify (a rotation's old keys)."""
+    if options.SIGNING_KEY is not None:
+        return (options.SIGNING_KEY,)
+    return (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ()))
+
+
+def _serializer(options: BackendOptions, keys: tuple[str, ...]) -> Serializer:
     factory = import_string(options.SERIALIZER)
-    signing_key = options.SIGNING_KEY or settings.SECRET_KEY
-    serializer: Serializer = factory(signing_key)
+    serializer: Serializer = factory(keys[0], keys[1:])
     return serializer
 
 
-def backbone_for(alias: str, location: str, options: BackendOptions) -> Backbone:
+def backbone_for(alias: str, options: BackendOptions) -> Backbone:
     """Return the process-wide backbone of an alias, building it once.
 
-    Keyed by everything that shapes it (and its metrics): a second cache on the same
-    Redis with other options gets its own.
+    Keyed by everything that shapes it and its metrics: a second cache on the same Redis
+    with other options gets its own.
     """
+    keys = signing_keys(options)  # part of the identity: a rotation makes a new backbone
     return registry.shared(
-        ("django_tiercache", alias, location, options, app_settings().METRICS_KEY_PREFIX),
-        lambda: Backbone(alias, location, options),
+        ("django_tiercache", alias, options, keys, app_settings().METRICS_KEY_PREFIX),
+        lambda: Backbone(alias, options, keys),
         close=Backbone.close,
     )

@@ -11,6 +11,7 @@ import pickle
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import cached_property
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -28,7 +29,7 @@ from tiercache.errors import CacheError, LoaderFailed, NotAnInteger, NotSerializ
 from tiercache.globs import escape_glob
 from tiercache.keys import namespace_of
 from tiercache.memory import MISSING, MemoryTier
-from tiercache.policy import Flow
+from tiercache.policy import Flow, TierPolicy
 from tiercache.stampede import Loading, aload, load, make_plan
 
 __all__ = ["TieredCache"]
@@ -57,15 +58,40 @@ class TieredCache(BaseCache):
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(params)
-        self.options: BackendOptions = parse_options(params.get("OPTIONS"))
-        self.alias = _alias_of(server, params)
-        self._backbone: Backbone = backbone_for(self.alias, server, self.options)
-        self._policy = self._backbone.policy
-        self._prefix = self.options.REDIS_PREFIX
-        self._separator = self.options.NAMESPACE_SEPARATOR
+        # Nothing else is built until first use: Django builds every cache before the
+        # system checks run, and a bad setting must reach the user as a check message.
+        self._server = server
+        self._params = params
         # Key function, prefix and version are fixed per instance, so resolving a key
         # once is enough (Django makes an instance per thread: no lock needed).
         self._resolved: dict[str, tuple[str, str]] = {}
+
+    @cached_property
+    def alias(self) -> str:
+        """Return the CACHES alias of this backend."""
+        return _alias_of(self._server, self._params)
+
+    @cached_property
+    def options(self) -> BackendOptions:
+        """Return the parsed settings; raise `ImproperlyConfigured` naming a bad one."""
+        return parse_options(self.alias, self._server, self._params.get("OPTIONS"))
+
+    @cached_property
+    def _backbone(self) -> Backbone:
+        options = self.options
+        return backbone_for(self.alias, options)
+
+    @cached_property
+    def _policy(self) -> TierPolicy:
+        return self._backbone.policy
+
+    @cached_property
+    def _prefix(self) -> str:
+        return self.options.core.key_prefix
+
+    @cached_property
+    def _separator(self) -> str:
+        return self.options.core.namespace_separator
 
     # -- what tooling reads ----------------------------------------------------------
 
@@ -91,7 +117,7 @@ class TieredCache(BaseCache):
 
     def describe(self) -> dict[str, object]:
         """Return a summary of the configuration, safe to show (no password)."""
-        core = self._backbone.core_options
+        core = self.options.core
         return {
             "alias": self.alias,
             "location": core.location,
@@ -135,18 +161,21 @@ class TieredCache(BaseCache):
         return health
 
     def flush_namespace(self, namespace: str) -> int:
-        """Delete every key of `namespace` (default key function) in all tiers."""
+        """Delete every key of `namespace` (default key function) in all tiers; return how many.
+
+        Raise the `CacheError` if Redis could not do it (unlike the cache API, which
+        fails open).
+        """
         glob = (
             escape_glob(self._prefix + self.key_prefix)
             + ":*:"
             + escape_glob(namespace + self._separator)
             + "*"
         )
-        return self._settle(
-            drive(self._policy.delete_matching(glob, namespace), self._backbone.sync_executor),
-            "flush_namespace",
-            0,
-        )
+        result = drive(self._policy.delete_matching(glob, namespace), self._sync)
+        if isinstance(result, Failure):
+            raise result.failure()  # an operator's action: say it failed, never "0 deleted"
+        return result.unwrap()
 
     # -- keys, timeouts, failures ----------------------------------------------------
 
@@ -224,13 +253,14 @@ class TieredCache(BaseCache):
                     full, namespace, value, seconds, only_if_absent=only_if_absent
                 )
             )
-        # Timeout 0 means "expired at once": nothing stays, but `add` still reports
-        # whether the key was free, as Django's Redis backend does.
-        stored: Result[bool, CacheError] = Success(True)
+        # Timeout 0 means "expired at once": nothing stays. `add` still reports whether
+        # the key was free, as Django's backends do, and leaves a taken key alone.
         if only_if_absent:
             stored = yield from self._policy.set(full, namespace, value, 1, only_if_absent=True)
+            if not (isinstance(stored, Success) and stored.unwrap()):
+                return stored
         removed = yield from self._policy.delete([full], namespace)
-        return stored if isinstance(removed, Success) else removed.map(bool)
+        return removed.map(lambda _: True)
 
     def _touch(self, key: Any, timeout: Timeout, version: int | None) -> Flow[bool]:
         full, namespace = self._resolve(key, version)
@@ -461,7 +491,7 @@ class TieredCache(BaseCache):
             lock=options.GET_OR_SET_LOCK,
             stale_ttl=options.STALE_TTL,
             fail_safe=options.FAIL_SAFE_MAX_AGE,
-            jitter=options.TTL_JITTER,
+            jitter=options.core.ttl_jitter,
         )
         if isinstance(plan, CacheError):
             raise ImproperlyConfigured(f"django_tiercache OPTIONS: {plan}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.apps import AppConfig
 from django.conf import settings
@@ -15,11 +14,15 @@ from django.utils.module_loading import import_string
 
 from django_tiercache.conf import APP_DEFAULTS, MIDDLEWARE_PATH, AppSettings
 from django_tiercache.contract import is_tiered_backend
-from django_tiercache.options import OPTION_DEFAULTS, BackendOptions, parse_options
+from django_tiercache.options import (
+    OPTION_DEFAULTS,
+    BackendOptions,
+    location_problem,
+    parse_options,
+)
 
 __all__ = ["TAG", "check_app_settings", "check_caches", "check_middleware", "register"]
 
-_SCHEMES = ("redis", "rediss", "unix")
 #: Socket timeouts above this defeat the point of failing fast when Redis is sick.
 _SLOW_TIMEOUT = 2.0
 _DJANGO_DEFAULT_TIMEOUT = 300
@@ -56,7 +59,7 @@ def check_caches(
         )
     for alias, config in tiered.items():
         messages += _check_location(alias, config.get("LOCATION"))
-        options = _check_options(alias, config.get("OPTIONS"), messages)
+        options = _check_options(alias, config.get("LOCATION"), config.get("OPTIONS"), messages)
         if options is not None:
             messages += _check_option_values(alias, options, config)
     return messages
@@ -74,51 +77,21 @@ def _check_location(alias: str, location: object) -> list[checks.CheckMessage]:
                 id="django_tiercache.W006",
             )
         ]
-    if not isinstance(location, str):
-        return [
-            checks.Error(
-                f"Cache {alias!r} has a LOCATION that is not a URL: {location!r}.",
-                hint=hint,
-                obj=alias,
-                id="django_tiercache.E001",
-            )
-        ]
-    try:
-        parts = urlsplit(location)
-        port = parts.port  # raises ValueError on a bad port
-    except ValueError as error:
-        return [
-            checks.Error(
-                f"Cache {alias!r} has an invalid LOCATION: {error}.",
-                hint=hint,
-                obj=alias,
-                id="django_tiercache.E001",
-            )
-        ]
-    if parts.scheme not in _SCHEMES:
-        scheme = parts.scheme or "no scheme"
-        return [
-            checks.Error(
-                f"Cache {alias!r} has a LOCATION with {scheme!r}; tiercache speaks Redis only.",
-                hint=hint,
-                obj=alias,
-                id="django_tiercache.E001",
-            )
-        ]
-    if parts.scheme != "unix" and (not parts.hostname or "," in location or port == 0):
-        return [
-            checks.Error(
-                f"Cache {alias!r} has a LOCATION that names no single Redis host.",
-                hint=hint,
-                obj=alias,
-                id="django_tiercache.E001",
-            )
-        ]
-    return []
+    problem = location_problem(location)
+    if problem is None:
+        return []
+    return [
+        checks.Error(
+            f"CACHES[{alias!r}]['LOCATION'] is not a Redis URL: {problem}.",
+            hint=hint,
+            obj=alias,
+            id="django_tiercache.E001",
+        )
+    ]
 
 
 def _check_options(
-    alias: str, raw: object, messages: list[checks.CheckMessage]
+    alias: str, location: object, raw: object, messages: list[checks.CheckMessage]
 ) -> BackendOptions | None:
     if raw is not None and not isinstance(raw, Mapping):
         messages.append(
@@ -144,12 +117,15 @@ def _check_options(
             )
         )
     try:
-        return parse_options({key: value for key, value in options.items() if key not in unknown})
+        known = {key: value for key, value in options.items() if key not in unknown}
+        # E001 reports a bad LOCATION; check the OPTIONS as if it were a good one.
+        good = location if location_problem(location) is None else "redis://localhost"
+        return parse_options(alias, good, known)
     except ImproperlyConfigured as error:
         messages.append(
             checks.Error(
-                f"Cache {alias!r}: {error}",
-                hint="Each OPTIONS value has the type of its default; see django_tiercache.options.",
+                str(error),
+                hint="Each OPTIONS value has the type of its default; see docs/configuration.md.",
                 obj=alias,
                 id="django_tiercache.E003",
             )
@@ -173,22 +149,24 @@ def _check_option_values(
             )
         )
     timeout = config.get("TIMEOUT", _DJANGO_DEFAULT_TIMEOUT)
-    l1_on = options.L1_MAXSIZE > 0
-    if l1_on and isinstance(timeout, int | float) and 0 < timeout < options.L1_TTL:
+    core = options.core
+    l1_on = core.has_l1
+    l1_ttl = core.l1_ttl
+    if l1_on and isinstance(timeout, int | float) and l1_ttl and 0 < timeout < l1_ttl:
         messages.append(
             checks.Warning(
-                f"Cache {alias!r}: OPTIONS['L1_TTL'] ({options.L1_TTL:g} s) is longer than the cache TIMEOUT ({timeout:g} s).",
+                f"Cache {alias!r}: OPTIONS['L1_TTL'] ({l1_ttl:g} s) is longer than the cache TIMEOUT ({timeout:g} s).",
                 hint="An L1 copy never outlives its Redis copy, so the longer L1_TTL has no effect; "
                 "set L1_TTL to at most TIMEOUT.",
                 obj=alias,
                 id="django_tiercache.W002",
             )
         )
-    if l1_on and not options.INVALIDATION:
+    if l1_on and not core.invalidation:
         messages.append(
             checks.Warning(
                 f"Cache {alias!r}: L1 is on but INVALIDATION is off.",
-                hint=f"Other processes may serve a stale copy for up to L1_TTL ({options.L1_TTL:g} s) "
+                hint=f"Other processes may serve a stale copy for up to L1_TTL ({l1_ttl} s) "
                 "after a write; turn INVALIDATION on, or set L1_MAXSIZE to 0.",
                 obj=alias,
                 id="django_tiercache.W003",
@@ -197,8 +175,8 @@ def _check_option_values(
     slow = {
         name: value
         for name, value in (
-            ("CONNECT_TIMEOUT", options.CONNECT_TIMEOUT),
-            ("SOCKET_TIMEOUT", options.SOCKET_TIMEOUT),
+            ("CONNECT_TIMEOUT", core.connect_timeout),
+            ("SOCKET_TIMEOUT", core.socket_timeout),
         )
         if value > _SLOW_TIMEOUT
     }

@@ -111,7 +111,7 @@ class TierPolicy:
         if not isinstance(raw, bytes):
             return MISSING
         try:
-            return self.codec.loads(raw)
+            return self.codec.loads(key, raw)
         except CorruptData as error:
             error.key = key
             self._error(namespace, error)
@@ -123,7 +123,7 @@ class TierPolicy:
 
     def _encode(self, key: str, value: object) -> bytes:
         try:
-            raw = self.codec.dumps(value)
+            raw = self.codec.dumps(key, value)
         except NotSerializable as error:
             raise NotSerializable(f"value for key {key!r}: {error}", key=key) from None
         if self.max_value_bytes is not None and len(raw) > self.max_value_bytes:

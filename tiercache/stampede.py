@@ -159,7 +159,7 @@ class Stampede:
         if not plan.fail_safe:
             return
         codec = self.policy.codec
-        raw = codec.dumps(value) if raw is None else raw
+        raw = codec.dumps(key, value) if raw is None else raw
         self.backup.put(key, codec.to_l1(value, raw), fresh_for + plan.fail_safe)
 
     def _kept(self, key: str) -> object:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
 from django_tiercache.metrics import metrics_for
@@ -97,3 +98,12 @@ def test_reset_zeroes_the_metrics() -> None:
 def test_an_unknown_alias_is_refused() -> None:
     with pytest.raises(CommandError, match="Not a tiered cache alias: nope"):
         _run("stats", "--alias", "nope")
+
+
+def test_a_location_list_is_refused_by_the_metrics_as_by_the_checks(use_caches: Any) -> None:
+    # One parser for every reader of the settings: the metrics never open a Redis
+    # connection for a LOCATION the system checks reject.
+    use_caches(["redis://127.0.0.1:6379/0"])
+
+    with pytest.raises(ImproperlyConfigured, match="LOCATION"):
+        metrics_for("default")  # the metrics live in the backbone, built from parsed options
