@@ -19,6 +19,7 @@ __all__ = [
     "alias_reports",
     "build_report",
     "report_json",
+    "reporting_window",
 ]
 
 
@@ -155,7 +156,7 @@ def build_report(alias: str) -> AliasReport:
     breaker = cache.breaker
     site: SiteView = metrics_of(cache, alias).site_view()
     namespaces = counters.namespace_stats(site.counts)
-    stale_after = _reporting_window(cache)
+    stale_after = reporting_window(cache)
     note = None
     if not site.site_wide:
         note = f"Figures of this process only: {site.problem}"
@@ -210,8 +211,8 @@ def alias_reports(aliases: list[str] | None = None) -> list[AliasReport]:
     return [build_report(alias) for alias in (aliases or tiered_aliases())]
 
 
-def _reporting_window(cache: TieredBackend) -> float:
-    """Return how recently a process must have pushed to count as reporting."""
+def reporting_window(cache: TieredBackend) -> float:
+    """Return how recently a worker must have pushed to count as reporting, not stale."""
     return 3 * cache.options.METRICS_PUSH_INTERVAL + 5.0
 
 

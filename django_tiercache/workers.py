@@ -34,11 +34,12 @@ def probe_of(assembly: Assembly, node: str) -> tuple[dict[str, object], dict[str
         "bus_last_error": health["bus_last_error"],
     }
     totals = {
-        counters.EVICTIONS: getattr(l1, "evictions", 0) if l1 is not None else 0,
+        # `MemoryTier.evictions` comes with the L1 rework; until then it reads 0.
+        counters.EVICTIONS: int(getattr(l1, "evictions", 0)) if l1 is not None else 0,
         counters.INVALIDATIONS: health["bus_messages"],
         counters.BUS_RECONNECTS: health["bus_reconnects"],
-        counters.STAMPEDE_JOINS: getattr(assembly.stampede, "joins", 0),
-        counters.STALE_SERVED: getattr(assembly.stampede, "stale_served", 0),
+        counters.STAMPEDE_JOINS: assembly.stampede.joins,
+        counters.STALE_SERVED: assembly.stampede.stale_served,
         counters.BREAKER_OUTAGES: outages,
     }
     return report, totals
