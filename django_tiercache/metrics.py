@@ -38,6 +38,7 @@ __all__ = [
     "Probe",
     "RequestScope",
     "SiteView",
+    "captured",
     "metrics_for",
     "metrics_of",
     "operation_of",
@@ -90,6 +91,24 @@ class RequestScope:
                         row[event[0]] += count
         return counters.stats_of(row)
 
+    def events(self) -> list[tuple[_Event, int]]:
+        """Return what was counted so far, over every alias."""
+        with self._lock:
+            return [pair for events in self._events.values() for pair in events.items()]
+
+    def forward(self, outer: RequestScope | None) -> None:
+        """Hand what this scope counted to `outer`, or to the process counters."""
+        with self._lock:
+            events = {metrics: Counter(counted) for metrics, counted in self._events.items()}
+        for metrics, counted in events.items():
+            if outer is None:
+                metrics.merge_request(counted, None)
+                continue
+            for event, count in counted.items():
+                outer.add(metrics, event, count)
+        if outer is not None:
+            outer.add_time(self.cache_seconds)
+
     def commit(self, view: str | None) -> list[AliasMetrics]:
         """Merge the counts into each alias's process counters; return those aliases."""
         with self._lock:
@@ -113,6 +132,15 @@ def request_scope() -> Iterator[RequestScope]:
         yield scope
     finally:
         _current_scope.reset(token)
+
+
+@contextlib.contextmanager
+def captured() -> Iterator[RequestScope]:
+    """Collect the cache use of the code inside apart, then pass it on as if uncaptured."""
+    outer = _current_scope.get()
+    with request_scope() as inner:
+        yield inner
+    inner.forward(outer)
 
 
 @dataclass(frozen=True)
@@ -227,8 +255,8 @@ class AliasMetrics:
         if news:
             self._add(_fields(news, view=None))
 
-    def merge_request(self, events: Mapping[_Event, int], view: str) -> None:
-        """Add one request's counts, attributed to `view`, in one step."""
+    def merge_request(self, events: Mapping[_Event, int], view: str | None) -> None:
+        """Add one request's counts, attributed to `view` (if any), in one step."""
         self._add(_fields(events, view))
         if self._pid != os.getpid():
             self._after_fork()
