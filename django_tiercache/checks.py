@@ -20,12 +20,18 @@ from django_tiercache.options import (
     location_problem,
     parse_options,
 )
+from tiercache import CacheOptions
 
 __all__ = ["TAG", "check_app_settings", "check_caches", "check_middleware", "register"]
 
 #: Socket timeouts above this defeat the point of failing fast when Redis is sick.
 _SLOW_TIMEOUT = 2.0
 _DJANGO_DEFAULT_TIMEOUT = 300
+_TOPOLOGY_KEYS = frozenset({"CLUSTER", "SENTINELS", "SENTINEL_KWARGS"})
+_TOPOLOGY_HINT = (
+    'Cluster: "CLUSTER": True with LOCATION "redis://<any node>:<port>" (database 0 only). '
+    'Sentinel: "SENTINELS": [["<host>", 26379], ...] with LOCATION "redis://<service>/<db>".'
+)
 
 
 #: Runs only these checks: `manage.py check --tag django_tiercache`.
@@ -59,7 +65,12 @@ def check_caches(
         )
     for alias, config in tiered.items():
         messages += _check_location(alias, config.get("LOCATION"))
-        options = _check_options(alias, config.get("LOCATION"), config.get("OPTIONS"), messages)
+        topology = _check_topology(alias, config)
+        raw = config.get("OPTIONS")
+        if topology and isinstance(raw, Mapping):  # named once, by E006
+            raw = {key: value for key, value in raw.items() if key not in _TOPOLOGY_KEYS}
+        messages += topology
+        options = _check_options(alias, config.get("LOCATION"), raw, messages)
         if options is not None:
             messages += _check_option_values(alias, options, config)
     return messages
@@ -86,6 +97,33 @@ def _check_location(alias: str, location: object) -> list[checks.CheckMessage]:
             hint=hint,
             obj=alias,
             id="django_tiercache.E001",
+        )
+    ]
+
+
+def _check_topology(alias: str, config: Mapping[str, Any]) -> list[checks.CheckMessage]:
+    """Name a CLUSTER or SENTINELS setting that does not fit its LOCATION."""
+    options, location = config.get("OPTIONS"), config.get("LOCATION")
+    if not isinstance(options, Mapping) or location_problem(location) is not None:
+        return []  # E001 / E003 name those
+    if not _TOPOLOGY_KEYS & set(options):
+        return []
+    try:
+        CacheOptions(
+            location.strip() or None if isinstance(location, str) else None,
+            cluster=options.get("CLUSTER") is True,
+            sentinels=options.get("SENTINELS"),
+            sentinel_kwargs=options.get("SENTINEL_KWARGS"),
+        )
+    except ValueError as error:
+        problem, hint = str(error), _TOPOLOGY_HINT
+    except NotImplementedError as error:
+        problem, hint = str(error), "Use a standalone Redis LOCATION until it is."
+    else:
+        return []
+    return [
+        checks.Error(
+            f"Cache {alias!r}: {problem}.", hint=hint, obj=alias, id="django_tiercache.E006"
         )
     ]
 

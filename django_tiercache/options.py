@@ -149,7 +149,7 @@ def parse_options(alias: str, location: object, options: object) -> BackendOptio
         core[f.name] = value if convert is None else convert(value)
     try:
         parsed = CacheOptions(**core)  # type: ignore[arg-type]
-    except ValueError as error:
+    except (ValueError, NotImplementedError) as error:
         raise ImproperlyConfigured(f"{where}: {error}") from None
     return BackendOptions(parsed, **{name: given[name] for name in _OWN if name in given})
 

@@ -220,3 +220,48 @@ def test_an_l1_only_cache_without_l1_is_an_error() -> None:
 
     assert message.id == "django_tiercache.E003"
     assert "at least one tier" in message.msg
+
+
+@pytest.mark.parametrize(
+    "location", ["redis://127.0.0.1:7000/3", "redis://:pw@127.0.0.1:7000/1", "redis://h:1?db=2"]
+)
+def test_a_cluster_with_a_database_other_than_0_is_named(location: str) -> None:
+    messages = _ours(CACHES=_cache(location, OPTIONS={"CLUSTER": True}))
+
+    (message,) = [m for m in messages if m.id == "django_tiercache.E006"]
+    assert message.is_serious()
+    assert "database 0 only" in message.msg
+    assert "pw" not in message.msg
+    assert '"CLUSTER": True' in str(message.hint)
+    assert message.obj == "default"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"CLUSTER": True, "SENTINELS": [["127.0.0.1", 26379]]},
+        {"SENTINELS": [["127.0.0.1", "26379"]]},
+        {"SENTINEL_KWARGS": {"password": "x"}},
+    ],
+)
+def test_a_topology_that_does_not_fit_is_named(options: dict[str, Any]) -> None:
+    messages = _ours(CACHES=_cache("redis://mymaster/0", OPTIONS=options))
+
+    assert "django_tiercache.E006" in [m.id for m in messages]
+
+
+def test_a_standalone_location_has_no_topology_error() -> None:
+    assert "django_tiercache.E006" not in _ids(CACHES=_cache("redis://127.0.0.1:6379/3"))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"CLUSTER": True}, {"SENTINELS": [["127.0.0.1", 26379]]}],
+    ids=["cluster", "sentinel"],
+)
+def test_a_topology_not_served_yet_is_named_by_check_and_use(options: dict[str, Any]) -> None:
+    settings = {"CACHES": _cache("redis://mymaster:7000/0", OPTIONS=options)}
+    (message,) = _ours(**settings)
+    assert (message.id, "not supported yet" in message.msg) == ("django_tiercache.E006", True)
+    with override_settings(**settings), pytest.raises(ImproperlyConfigured, match="not supported"):
+        caches["default"].get("user:1")
