@@ -27,7 +27,7 @@ from tiercache.bus import LocalBus
 from tiercache.drivers import drive, drive_async
 from tiercache.errors import CacheError, LoaderFailed, NotAnInteger, NotSerializable
 from tiercache.globs import escape_glob
-from tiercache.keys import namespace_of
+from tiercache.keys import KeyMemo, namespace_of
 from tiercache.memory import MISSING, MemoryTier
 from tiercache.policy import Flow, TierPolicy
 from tiercache.stampede import Loading, aload, load, make_plan
@@ -41,7 +41,6 @@ Timeout = float | int | None | object
 # C-level search, the keys that may need one.
 _MAYBE_WARN = re.compile(r"[\x00-\x20\x7f]")
 _MEMCACHE_MAX_KEY_LENGTH = 250
-_MEMO_SIZE = 4096  # resolved keys remembered per backend instance
 
 
 def _alias_of(location: str, params: Mapping[str, Any]) -> str:
@@ -64,7 +63,7 @@ class TieredCache(BaseCache):
         self._params = params
         # Key function, prefix and version are fixed per instance, so resolving a key
         # once is enough (Django makes an instance per thread: no lock needed).
-        self._resolved: dict[str, tuple[str, str]] = {}
+        self._keys = KeyMemo(self._make)
 
     @cached_property
     def alias(self) -> str:
@@ -191,24 +190,20 @@ class TieredCache(BaseCache):
     def _resolve(self, key: Any, version: int | None) -> tuple[str, str]:
         """Return the Redis key and the namespace of `key`, memoised for plain keys."""
         if version is None and type(key) is str:
-            resolved = self._resolved.get(key)
+            resolved = self._keys[key]
             if resolved is not None:
                 return resolved
-            if self.key_func is default_key_func:  # Django's own, inlined (tests swap it)
-                made = f"{self.key_prefix}:{self.version}:{key}"
-            else:
-                made = self.make_key(key, None)
-            if len(made) > _MEMCACHE_MAX_KEY_LENGTH or _MAYBE_WARN.search(made):
-                self.validate_key(made)  # warn on every call, so never memoise these
-                return self._prefix + made, self._namespace(key)
-            if len(self._resolved) >= _MEMO_SIZE:
-                self._resolved.clear()
-            resolved = self._resolved[key] = (
-                self._prefix + made,
-                namespace_of(key, self._separator),
-            )
-            return resolved
         return self._key(key, version), self._namespace(key)
+
+    def _make(self, key: str) -> tuple[str, str] | None:
+        """Resolve a str `key` of the current version; None if it warns (never memoised)."""
+        if self.key_func is default_key_func:  # Django's own, inlined (tests swap it)
+            made = f"{self.key_prefix}:{self.version}:{key}"
+        else:
+            made = self.make_key(key, None)
+        if len(made) > _MEMCACHE_MAX_KEY_LENGTH or _MAYBE_WARN.search(made):
+            return None  # `validate_key` must warn on every call
+        return self._prefix + made, namespace_of(key, self._separator)
 
     def _namespace(self, key: Any) -> str:
         return namespace_of(key if type(key) is str else str(key), self._separator)
@@ -221,7 +216,7 @@ class TieredCache(BaseCache):
 
     def _settle(self, result: Result[T, CacheError], operation: str, fallback: T) -> T:
         """Return a success's value; raise for a caller's mistake; else log and fall back."""
-        if isinstance(result, Success):
+        if type(result) is Success:  # not isinstance: an ABC check, on every L1 hit
             value: T = result.unwrap()
             return value
         error = result.failure()
@@ -233,9 +228,6 @@ class TieredCache(BaseCache):
         return fallback
 
     # -- flows, written once for both colours ----------------------------------------
-
-    def _get(self, key: Any, version: int | None) -> Flow[object]:
-        return self._policy.get(*self._resolve(key, version))
 
     def _set(
         self,
@@ -322,14 +314,8 @@ class TieredCache(BaseCache):
     # -- the sync API ----------------------------------------------------------------
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        full, namespace = self._resolve(key, version)
-        value = self._policy.cached(full, namespace)  # the hot path: no flow for an L1 hit
-        if value is MISSING:
-            value = self._settle(
-                drive(self._policy.fetch(full, namespace), self._backbone.sync_executor),
-                "get",
-                MISSING,
-            )
+        found = drive(self._policy.get(*self._resolve(key, version)), self._sync)
+        value = self._settle(found, "get", MISSING)
         return default if value is MISSING else value
 
     def set(
@@ -385,16 +371,8 @@ class TieredCache(BaseCache):
     # -- the native async API --------------------------------------------------------
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        full, namespace = self._resolve(key, version)
-        value = self._policy.cached(full, namespace)
-        if value is MISSING:
-            value = self._settle(
-                await drive_async(
-                    self._policy.fetch(full, namespace), self._backbone.async_executor
-                ),
-                "get",
-                MISSING,
-            )
+        found = await drive_async(self._policy.get(*self._resolve(key, version)), self._async)
+        value = self._settle(found, "get", MISSING)
         return default if value is MISSING else value
 
     async def aset(
