@@ -20,7 +20,12 @@ from django.core.exceptions import ImproperlyConfigured
 from returns.result import Failure, Result, Success
 
 from django_tiercache.backbone import Backbone, backbone_for
+<<<<<<< HEAD
 from django_tiercache.metrics import AliasMetrics
+=======
+from django_tiercache.inspection import KeyInspection, inspect_key
+from django_tiercache.metrics import metrics_for
+>>>>>>> main
 from django_tiercache.options import BackendOptions, parse_options
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
@@ -175,6 +180,13 @@ class TieredCache(BaseCache):
         if isinstance(result, Failure):
             raise result.failure()  # an operator's action: say it failed, never "0 deleted"
         return result.unwrap()
+
+    def inspect(self, key: Any, version: int | None = None) -> KeyInspection:
+        """Return how `key` is held in this process's L1 and in Redis, changing neither."""
+        redis_key = self._prefix + self.make_key(key, version)
+        return inspect_key(
+            str(key), redis_key, l1=self.l1, codec=self._backbone.codec, execute=self._sync
+        )
 
     # -- keys, timeouts, failures ----------------------------------------------------
 
