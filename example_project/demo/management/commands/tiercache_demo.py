@@ -106,7 +106,9 @@ class Command(BaseCommand):
         write(f"  Cache stats:  {site}/admin/django_tiercache/cachestats/")
         write(f"  Log in as:    {DEMO_USER} / {password}")
         if url:
-            write(f"  Operators:    TIERCACHE_REDIS_URL={url} {MANAGE_PY} tiercache stats")
+            python = os.path.relpath(sys.executable)
+            manage = os.path.relpath(MANAGE_PY)
+            write(f"  Operators:    TIERCACHE_REDIS_URL={url} {python} {manage} tiercache stats")
         write("  Visit a few pages (or /simulate/), then reload the stats page. Stop with Ctrl-C.")
         self.stdout.flush()
 
