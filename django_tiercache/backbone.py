@@ -74,9 +74,11 @@ class Backbone:
 
     async def execute_async(self, request: Request) -> object:
         """Run a request on the client of the running event loop."""
-        return await registry.per_loop(("django_tiercache", id(self)), self._async_tier).execute(
-            request
-        )
+        return await self.async_tier().execute(request)
+
+    def async_tier(self) -> AsyncRedisTier:
+        """Return the async tier of the running event loop (made on first use)."""
+        return registry.per_loop(("django_tiercache", id(self)), self._async_tier)
 
     def _async_tier(self) -> AsyncRedisTier:
         assert self.assembly.breaker is not None
