@@ -15,6 +15,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from django_tiercache.codec import DjangoCodec
+from django_tiercache.compression import CompressingSerializer
 from django_tiercache.options import BackendOptions
 from django_tiercache.serializers import Serializer
 from tiercache import CacheOptions, registry
@@ -97,6 +98,9 @@ class Backbone:
 
     def log_failure(self, operation: str, error: CacheError) -> None:
         """Log a failure, at most once per kind every few seconds (no flooding)."""
+        if self.options.LOG_IGNORED_EXCEPTIONS:  # every one, as django-redis does
+            logger.error("Exception ignored", exc_info=error)
+            return
         kind = type(error).__name__
         now = time.monotonic()
         if now - self._last_logged.get(kind, -_LOG_EVERY) < _LOG_EVERY:
@@ -120,6 +124,8 @@ def _serializer(options: BackendOptions) -> Serializer:
     factory = import_string(options.SERIALIZER)
     signing_key = options.SIGNING_KEY or settings.SECRET_KEY
     serializer: Serializer = factory(signing_key)
+    if options.COMPRESSOR:
+        return CompressingSerializer(serializer, options.COMPRESSOR, options.COMPRESS_MIN_BYTES)
     return serializer
 
 

@@ -19,8 +19,9 @@ from django.core.exceptions import ImproperlyConfigured
 from returns.result import Failure, Result, Success
 
 from django_tiercache.backbone import Backbone, backbone_for
+from django_tiercache.compat import translate
 from django_tiercache.extended import DjangoRedisAPI
-from django_tiercache.options import BackendOptions, parse_options
+from django_tiercache.options import OPTION_DEFAULTS, BackendOptions, parse_options
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
 from tiercache.drivers import drive, drive_async
@@ -54,13 +55,13 @@ def _metrics_for(alias: str) -> CacheMetricsProtocol:
     return metrics_for(alias)
 
 
-def _alias_of(location: str, params: Mapping[str, Any]) -> str:
+def _alias_of(location: object, params: Mapping[str, Any]) -> str:
     """Return the CACHES alias whose settings built this backend (Django doesn't say)."""
     for alias, conf in getattr(settings, "CACHES", {}).items():
         rest = {k: v for k, v in conf.items() if k not in ("BACKEND", "LOCATION")}
         if conf.get("LOCATION", "") == location and rest == dict(params):
             return str(alias)
-    return location or "memory"
+    return str(location) if location else "memory"
 
 
 class TieredCache(DjangoRedisAPI):
@@ -69,12 +70,14 @@ class TieredCache(DjangoRedisAPI):
     Django's cache API plus django-redis's extended one (see `DjangoRedisAPI`).
     """
 
-    def __init__(self, server: str, params: dict[str, Any]) -> None:
+    def __init__(self, server: str | list[str], params: dict[str, Any]) -> None:
         super().__init__(params)
-        self.options: BackendOptions = parse_options(params.get("OPTIONS"))
+        # django-redis's OPTIONS and LOCATION lists are translated first (see compat).
+        settled = translate(server, params.get("OPTIONS"), OPTION_DEFAULTS)
+        self.options: BackendOptions = parse_options(settled.options)
         self.alias = _alias_of(server, params)
         self._backbone: Backbone = backbone_for(
-            self.alias, server, self.options, lambda: _metrics_for(self.alias)
+            self.alias, settled.location, self.options, lambda: _metrics_for(self.alias)
         )
         self._policy = self._backbone.policy
         self._prefix = self.options.REDIS_PREFIX

@@ -13,6 +13,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from django_tiercache.compat import Finding, translate
 from django_tiercache.conf import APP_DEFAULTS, MIDDLEWARE_PATH, AppSettings
 from django_tiercache.contract import is_tiered_backend
 from django_tiercache.options import OPTION_DEFAULTS, BackendOptions, parse_options
@@ -55,8 +56,16 @@ def check_caches(
             )
         )
     for alias, config in tiered.items():
-        messages += _check_location(alias, config.get("LOCATION"))
-        options = _check_options(alias, config.get("OPTIONS"), messages)
+        location, raw = config.get("LOCATION"), config.get("OPTIONS")
+        if isinstance(raw, Mapping) or raw is None:
+            # Settings copied from django-redis: its OPTIONS and LOCATION lists, translated.
+            settled = translate(location, raw, OPTION_DEFAULTS)
+            messages += _compat_messages(alias, settled.findings)
+            raw = settled.options
+            if isinstance(location, list | tuple) or (isinstance(location, str) and location):
+                location = settled.location
+        messages += _check_location(alias, location)
+        options = _check_options(alias, raw, messages)
         if options is not None:
             messages += _check_option_values(alias, options, config)
     return messages
@@ -115,6 +124,27 @@ def _check_location(alias: str, location: object) -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+def _compat_messages(alias: str, findings: Sequence[Finding]) -> list[checks.CheckMessage]:
+    """Return what the checks say about the django-redis settings of `alias`."""
+    docs = "See docs/migrating-from-django-redis.md."
+    return [
+        checks.Info(
+            f"Cache {alias!r}: {finding.message}",
+            hint=" ".join(filter(None, [finding.hint, docs])),
+            obj=alias,
+            id="django_tiercache.I010",
+        )
+        if finding.level == "info"
+        else checks.Error(
+            f"Cache {alias!r}: {finding.message}",
+            hint=" ".join(filter(None, [finding.hint, docs])),
+            obj=alias,
+            id="django_tiercache.E010",
+        )
+        for finding in findings
+    ]
 
 
 def _check_options(

@@ -75,6 +75,11 @@ class ClientView:
         """Return the raw redis-py client (one primary: `write` makes no difference)."""
         return self._cache.get_client(write=write)
 
+    @property
+    def _serializer(self) -> object:
+        """Return the serializer in use (django-redis code reads `cache.client._serializer`)."""
+        return self._cache._backbone.codec.serializer
+
     def close(self, **kwargs: Any) -> None:
         """Keep the connections: they are pooled per process (Django calls this per request)."""
 
@@ -90,6 +95,9 @@ class DjangoRedisAPI(BaseCache):
         def _resolve(self, key: Any, version: int | None) -> tuple[str, str]: ...
         def _settle(self, result: Result[T, CacheError], operation: str, fallback: T) -> T: ...
 
+    #: django-redis's flag, for code that reads it: tiercache always fails open.
+    _ignore_exceptions = True
+
     def __init__(self, params: dict[str, Any]) -> None:
         super().__init__(params)
         self._reverse_key: Callable[[str], str] = (
@@ -97,6 +105,11 @@ class DjangoRedisAPI(BaseCache):
             if params.get("REVERSE_KEY_FUNCTION")
             else default_reverse_key
         )
+
+    @property
+    def _log_ignored_exceptions(self) -> bool:
+        """Return whether each failure is logged (django-redis's flag; our option)."""
+        return self._backbone.options.LOG_IGNORED_EXCEPTIONS
 
     # -- running flows ---------------------------------------------------------------
 

@@ -32,6 +32,12 @@ class BackendOptions:
     SERIALIZER: str = "django_tiercache.serializers.SignedPickleSerializer"
     #: Key that signs pickles (None: settings.SECRET_KEY).
     SIGNING_KEY: str | None = None
+    #: Compress values of at least COMPRESS_MIN_BYTES: "zlib", "gzip", "lzma", "lz4", "zstd".
+    COMPRESSOR: str | None = None
+    COMPRESS_MIN_BYTES: int = 1024
+    #: Log every Redis failure answered as a miss at ERROR ("Exception ignored", as
+    #: django-redis does), instead of one warning per kind of failure every few seconds.
+    LOG_IGNORED_EXCEPTIONS: bool = False
     #: Prefix of this cache's keys in Redis; `clear()` deletes only keys under it.
     REDIS_PREFIX: str = "dj:"
     #: Text before the first separator of a key is its namespace ("user:1" -> "user").
