@@ -13,7 +13,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from django_tiercache.compat import Finding, translate
+from django_tiercache.compat import Finding, primary_location, translate
 from django_tiercache.conf import APP_DEFAULTS, MIDDLEWARE_PATH, AppSettings
 from django_tiercache.contract import is_tiered_backend
 from django_tiercache.options import OPTION_DEFAULTS, BackendOptions, parse_options
@@ -58,17 +58,39 @@ def check_caches(
     for alias, config in tiered.items():
         location, raw = config.get("LOCATION"), config.get("OPTIONS")
         if isinstance(raw, Mapping) or raw is None:
-            # Settings copied from django-redis: its OPTIONS and LOCATION lists, translated.
+            # Settings copied from django-redis: its OPTIONS translated (see compat).
             settled = translate(location, raw, OPTION_DEFAULTS)
             messages += _compat_messages(alias, settled.findings)
             raw = settled.options
-            if isinstance(location, list | tuple) or (isinstance(location, str) and location):
-                location = settled.location
-        messages += _check_location(alias, location)
+        messages += _check_locations(alias, location)
         options = _check_options(alias, raw, messages)
         if options is not None:
             messages += _check_option_values(alias, options, config)
     return messages
+
+
+def _check_locations(alias: str, location: object) -> list[checks.CheckMessage]:
+    """Check a LOCATION: one URL, or django-redis's list of them (the first is used)."""
+    if isinstance(location, list | tuple) or (isinstance(location, str) and "," in location):
+        primary, others = primary_location(location)
+        for url in [primary, *others]:
+            if found := _check_location(alias, url):
+                return found
+        if all(other == primary for other in others):
+            return []
+        return _compat_messages(
+            alias,
+            [
+                Finding(
+                    "info",
+                    "LOCATION",
+                    f"LOCATION lists {len(others) + 1} servers; tiercache uses the first "
+                    "as the primary and never reads from replicas.",
+                    "Give one URL.",
+                )
+            ],
+        )
+    return _check_location(alias, location)
 
 
 def _check_location(alias: str, location: object) -> list[checks.CheckMessage]:

@@ -300,14 +300,7 @@ def translate(
     """
     translator = _Translator(options or {}, known)
     out = translator.run()
-    url, others = primary_location(location)
-    if others and any(other != url for other in others):
-        translator.info(
-            "LOCATION",
-            f"LOCATION lists {len(others) + 1} servers; tiercache uses the first as the "
-            "primary and does not read from replicas.",
-            "Give one URL.",
-        )
+    url, _ = primary_location(location)
     password = translator.given.get("PASSWORD")
     if password and "PASSWORD" not in known and url:
         url = with_password(url, str(password))
