@@ -18,14 +18,14 @@ from django_tiercache.codec import DjangoCodec
 from django_tiercache.compression import CompressingSerializer
 from django_tiercache.options import BackendOptions
 from django_tiercache.serializers import Serializer
-from tiercache import CacheOptions, registry
+from tiercache import registry
 from tiercache.commands import Request
 from tiercache.composite import Assembly, assemble
 from tiercache.errors import CacheError
 from tiercache.ports import CacheMetricsProtocol
 from tiercache.redis_tier import AsyncRedisTier, RedisTier
 
-__all__ = ["Backbone", "backbone_for"]
+__all__ = ["Backbone", "backbone_for", "signing_keys"]
 
 logger = logging.getLogger("django_tiercache")
 
@@ -36,35 +36,21 @@ class Backbone:
     """The shared parts of one alias: policy, codec, sync tier, async tiers per loop."""
 
     def __init__(
-        self, alias: str, location: str, options: BackendOptions, metrics: CacheMetricsProtocol
+        self,
+        alias: str,
+        options: BackendOptions,
+        keys: tuple[str, ...],
+        metrics: CacheMetricsProtocol,
     ) -> None:
         self.alias = alias
         self.options = options
-        self.core_options = CacheOptions(
-            url=location or None,
-            l1_maxsize=options.L1_MAXSIZE,
-            l1_ttl=options.L1_TTL,
-            l1_max_bytes=options.L1_MAX_BYTES,
-            key_prefix=options.REDIS_PREFIX,
-            namespace_separator=options.NAMESPACE_SEPARATOR,
-            max_value_bytes=options.MAX_VALUE_BYTES,
-            connect_timeout=options.CONNECT_TIMEOUT,
-            socket_timeout=options.SOCKET_TIMEOUT,
-            max_connections=options.MAX_CONNECTIONS,
-            invalidation=options.INVALIDATION,
-            breaker_threshold=options.BREAKER_THRESHOLD,
-            breaker_reset=options.BREAKER_RESET,
-            heartbeat_interval=options.HEARTBEAT_INTERVAL,
-            lock_timeout=options.LOCK_TIMEOUT,
-            ttl_jitter=options.TTL_JITTER,
-        )
-        self.codec = DjangoCodec(_serializer(options))
-        self.assembly: Assembly = assemble(self.core_options, self.codec, metrics)
+        self.codec = DjangoCodec(_serializer(options, keys))
+        self.assembly: Assembly = assemble(self.options.core, self.codec, metrics)
         self.policy = self.assembly.policy
         self.sync_tier: RedisTier | None = None
-        if self.core_options.url is not None:
+        if self.options.core.url is not None:
             assert self.assembly.breaker is not None
-            client = self.core_options.redis_settings().sync_client()
+            client = self.options.core.redis_settings().sync_client()
             self.sync_tier = RedisTier(client, self.assembly.breaker)
         self._last_logged: dict[str, float] = {}
 
@@ -83,7 +69,7 @@ class Backbone:
 
     def _async_tier(self) -> AsyncRedisTier:
         assert self.assembly.breaker is not None
-        client = self.core_options.redis_settings().async_client()
+        client = self.options.core.redis_settings().async_client()
         return AsyncRedisTier(client, self.assembly.breaker)
 
     @property
@@ -120,24 +106,28 @@ class Backbone:
             self.sync_tier.close()
 
 
-def _serializer(options: BackendOptions) -> Serializer:
+def signing_keys(options: BackendOptions) -> tuple[str, ...]:
+    """Return the key that signs, then the keys that still verify (a rotation's old keys)."""
+    if options.SIGNING_KEY is not None:
+        return (options.SIGNING_KEY,)
+    return (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ()))
+
+
+def _serializer(options: BackendOptions, keys: tuple[str, ...]) -> Serializer:
     factory = import_string(options.SERIALIZER)
-    signing_key = options.SIGNING_KEY or settings.SECRET_KEY
-    serializer: Serializer = factory(signing_key)
+    serializer: Serializer = factory(keys[0], keys[1:])
     if options.COMPRESSOR:
         return CompressingSerializer(serializer, options.COMPRESSOR, options.COMPRESS_MIN_BYTES)
     return serializer
 
 
 def backbone_for(
-    alias: str,
-    location: str,
-    options: BackendOptions,
-    metrics: Callable[[], CacheMetricsProtocol],
+    alias: str, options: BackendOptions, metrics: Callable[[], CacheMetricsProtocol]
 ) -> Backbone:
     """Return the process-wide backbone of an alias, building it once."""
+    keys = signing_keys(options)  # part of the identity: a rotation makes a new backbone
     return registry.shared(
-        ("django_tiercache", alias, location, options),
-        lambda: Backbone(alias, location, options, metrics()),
+        ("django_tiercache", alias, options, keys),
+        lambda: Backbone(alias, options, keys, metrics()),
         close=Backbone.close,
     )

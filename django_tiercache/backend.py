@@ -11,6 +11,7 @@ import pickle
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import cached_property
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -19,17 +20,17 @@ from django.core.exceptions import ImproperlyConfigured
 from returns.result import Failure, Result, Success
 
 from django_tiercache.backbone import Backbone, backbone_for
-from django_tiercache.compat import translate
 from django_tiercache.extended import DjangoRedisAPI
-from django_tiercache.options import OPTION_DEFAULTS, BackendOptions, parse_options
+from django_tiercache.metrics import metrics_for
+from django_tiercache.options import BackendOptions, parse_options
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
 from tiercache.drivers import drive, drive_async
 from tiercache.errors import CacheError, LoaderFailed, NotAnInteger, NotSerializable
 from tiercache.globs import escape_glob
-from tiercache.keys import namespace_of
+from tiercache.keys import KeyMemo, namespace_of
 from tiercache.memory import MISSING, MemoryTier
-from tiercache.policy import Flow
+from tiercache.policy import Flow, TierPolicy
 from tiercache.ports import CacheMetricsProtocol
 from tiercache.stampede import Loading, aload, load, make_plan
 
@@ -42,17 +43,6 @@ Timeout = float | int | None | object
 # C-level search, the keys that may need one.
 _MAYBE_WARN = re.compile(r"[\x00-\x20\x7f]")
 _MEMCACHE_MAX_KEY_LENGTH = 250
-_MEMO_SIZE = 4096  # resolved keys remembered per backend instance
-
-
-def _metrics_for(alias: str) -> CacheMetricsProtocol:
-    try:
-        from django_tiercache.metrics import metrics_for
-    except ImportError:  # TODO(remove): until django_tiercache.metrics lands
-        from tiercache import CacheMetrics
-
-        return CacheMetrics()
-    return metrics_for(alias)
 
 
 def _alias_of(location: object, params: Mapping[str, Any]) -> str:
@@ -72,19 +62,40 @@ class TieredCache(DjangoRedisAPI):
 
     def __init__(self, server: str | list[str], params: dict[str, Any]) -> None:
         super().__init__(params)
-        # django-redis's OPTIONS and LOCATION lists are translated first (see compat).
-        settled = translate(server, params.get("OPTIONS"), OPTION_DEFAULTS)
-        self.options: BackendOptions = parse_options(settled.options)
-        self.alias = _alias_of(server, params)
-        self._backbone: Backbone = backbone_for(
-            self.alias, settled.location, self.options, lambda: _metrics_for(self.alias)
-        )
-        self._policy = self._backbone.policy
-        self._prefix = self.options.REDIS_PREFIX
-        self._separator = self.options.NAMESPACE_SEPARATOR
+        # Nothing else is built until first use: Django builds every cache before the
+        # system checks run, and a bad setting must reach the user as a check message.
+        self._server = server
+        self._params = params
         # Key function, prefix and version are fixed per instance, so resolving a key
         # once is enough (Django makes an instance per thread: no lock needed).
-        self._resolved: dict[str, tuple[str, str]] = {}
+        self._keys = KeyMemo(self._make)
+
+    @cached_property
+    def alias(self) -> str:
+        """Return the CACHES alias of this backend."""
+        return _alias_of(self._server, self._params)
+
+    @cached_property
+    def options(self) -> BackendOptions:
+        """Return the parsed settings; raise `ImproperlyConfigured` naming a bad one."""
+        return parse_options(self.alias, self._server, self._params.get("OPTIONS"))
+
+    @cached_property
+    def _backbone(self) -> Backbone:
+        options = self.options
+        return backbone_for(self.alias, options, lambda: metrics_for(self.alias))
+
+    @cached_property
+    def _policy(self) -> TierPolicy:
+        return self._backbone.policy
+
+    @cached_property
+    def _prefix(self) -> str:
+        return self.options.core.key_prefix
+
+    @cached_property
+    def _separator(self) -> str:
+        return self.options.core.namespace_separator
 
     # -- what tooling reads ----------------------------------------------------------
 
@@ -112,7 +123,7 @@ class TieredCache(DjangoRedisAPI):
 
     def describe(self) -> dict[str, object]:
         """Return a summary of the configuration, safe to show (no password)."""
-        core = self._backbone.core_options
+        core = self.options.core
         return {
             "alias": self.alias,
             "location": core.location,
@@ -156,18 +167,21 @@ class TieredCache(DjangoRedisAPI):
         return health
 
     def flush_namespace(self, namespace: str) -> int:
-        """Delete every key of `namespace` (default key function) in all tiers."""
+        """Delete every key of `namespace` (default key function) in all tiers; return how many.
+
+        Raise the `CacheError` if Redis could not do it (unlike the cache API, which
+        fails open).
+        """
         glob = (
             escape_glob(self._prefix + self.key_prefix)
             + ":*:"
             + escape_glob(namespace + self._separator)
             + "*"
         )
-        return self._settle(
-            drive(self._policy.delete_matching(glob, namespace), self._backbone.sync_executor),
-            "flush_namespace",
-            0,
-        )
+        result = drive(self._policy.delete_matching(glob, namespace), self._sync)
+        if isinstance(result, Failure):
+            raise result.failure()  # an operator's action: say it failed, never "0 deleted"
+        return result.unwrap()
 
     # -- keys, timeouts, failures ----------------------------------------------------
 
@@ -183,24 +197,20 @@ class TieredCache(DjangoRedisAPI):
     def _resolve(self, key: Any, version: int | None) -> tuple[str, str]:
         """Return the Redis key and the namespace of `key`, memoised for plain keys."""
         if version is None and type(key) is str:
-            resolved = self._resolved.get(key)
+            resolved = self._keys[key]
             if resolved is not None:
                 return resolved
-            if self.key_func is default_key_func:  # Django's own, inlined (tests swap it)
-                made = f"{self.key_prefix}:{self.version}:{key}"
-            else:
-                made = self.make_key(key, None)
-            if len(made) > _MEMCACHE_MAX_KEY_LENGTH or _MAYBE_WARN.search(made):
-                self.validate_key(made)  # warn on every call, so never memoise these
-                return self._prefix + made, self._namespace(key)
-            if len(self._resolved) >= _MEMO_SIZE:
-                self._resolved.clear()
-            resolved = self._resolved[key] = (
-                self._prefix + made,
-                namespace_of(key, self._separator),
-            )
-            return resolved
         return self._key(key, version), self._namespace(key)
+
+    def _make(self, key: str) -> tuple[str, str] | None:
+        """Resolve a str `key` of the current version; None if it warns (never memoised)."""
+        if self.key_func is default_key_func:  # Django's own, inlined (tests swap it)
+            made = f"{self.key_prefix}:{self.version}:{key}"
+        else:
+            made = self.make_key(key, None)
+        if len(made) > _MEMCACHE_MAX_KEY_LENGTH or _MAYBE_WARN.search(made):
+            return None  # `validate_key` must warn on every call
+        return self._prefix + made, namespace_of(key, self._separator)
 
     def _namespace(self, key: Any) -> str:
         return namespace_of(key if type(key) is str else str(key), self._separator)
@@ -213,7 +223,7 @@ class TieredCache(DjangoRedisAPI):
 
     def _settle(self, result: Result[T, CacheError], operation: str, fallback: T) -> T:
         """Return a success's value; raise for a caller's mistake; else log and fall back."""
-        if isinstance(result, Success):
+        if type(result) is Success:  # not isinstance: an ABC check, on every L1 hit
             value: T = result.unwrap()
             return value
         error = result.failure()
@@ -225,9 +235,6 @@ class TieredCache(DjangoRedisAPI):
         return fallback
 
     # -- flows, written once for both colours ----------------------------------------
-
-    def _get(self, key: Any, version: int | None) -> Flow[object]:
-        return self._policy.get(*self._resolve(key, version))
 
     def _set(
         self,
@@ -311,14 +318,8 @@ class TieredCache(DjangoRedisAPI):
     # -- the sync API ----------------------------------------------------------------
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        full, namespace = self._resolve(key, version)
-        value = self._policy.cached(full, namespace)  # the hot path: no flow for an L1 hit
-        if value is MISSING:
-            value = self._settle(
-                drive(self._policy.fetch(full, namespace), self._backbone.sync_executor),
-                "get",
-                MISSING,
-            )
+        found = drive(self._policy.get(*self._resolve(key, version)), self._sync)
+        value = self._settle(found, "get", MISSING)
         return default if value is MISSING else value
 
     def set(  # type: ignore[override]  # returns a bool, as django-redis's does
@@ -393,16 +394,8 @@ class TieredCache(DjangoRedisAPI):
     # -- the native async API --------------------------------------------------------
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        full, namespace = self._resolve(key, version)
-        value = self._policy.cached(full, namespace)
-        if value is MISSING:
-            value = self._settle(
-                await drive_async(
-                    self._policy.fetch(full, namespace), self._backbone.async_executor
-                ),
-                "get",
-                MISSING,
-            )
+        found = await drive_async(self._policy.get(*self._resolve(key, version)), self._async)
+        value = self._settle(found, "get", MISSING)
         return default if value is MISSING else value
 
     async def aset(  # type: ignore[override]  # returns a bool, as django-redis's does
@@ -513,7 +506,7 @@ class TieredCache(DjangoRedisAPI):
             lock=options.GET_OR_SET_LOCK,
             stale_ttl=options.STALE_TTL,
             fail_safe=options.FAIL_SAFE_MAX_AGE,
-            jitter=options.TTL_JITTER,
+            jitter=options.core.ttl_jitter,
         )
         if isinstance(plan, CacheError):
             raise ImproperlyConfigured(f"django_tiercache OPTIONS: {plan}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.apps import AppConfig
 from django.conf import settings
@@ -13,17 +12,27 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from django_tiercache.compat import Finding, primary_location, translate
+from django_tiercache.compat import Finding, locations, primary_location, translate
 from django_tiercache.conf import APP_DEFAULTS, MIDDLEWARE_PATH, AppSettings
 from django_tiercache.contract import is_tiered_backend
-from django_tiercache.options import OPTION_DEFAULTS, BackendOptions, parse_options
+from django_tiercache.options import (
+    OPTION_DEFAULTS,
+    BackendOptions,
+    location_problem,
+    parse_options,
+)
+from tiercache import CacheOptions
 
 __all__ = ["TAG", "check_app_settings", "check_caches", "check_middleware", "register"]
 
-_SCHEMES = ("redis", "rediss", "unix")
 #: Socket timeouts above this defeat the point of failing fast when Redis is sick.
 _SLOW_TIMEOUT = 2.0
 _DJANGO_DEFAULT_TIMEOUT = 300
+_TOPOLOGY_KEYS = frozenset({"CLUSTER", "SENTINELS", "SENTINEL_KWARGS"})
+_TOPOLOGY_HINT = (
+    'Cluster: "CLUSTER": True with LOCATION "redis://<any node>:<port>" (database 0 only). '
+    'Sentinel: "SENTINELS": [["<host>", 26379], ...] with LOCATION "redis://<service>/<db>".'
+)
 
 
 #: Runs only these checks: `manage.py check --tag django_tiercache`.
@@ -57,13 +66,19 @@ def check_caches(
         )
     for alias, config in tiered.items():
         location, raw = config.get("LOCATION"), config.get("OPTIONS")
-        if isinstance(raw, Mapping) or raw is None:
+        messages += _check_locations(alias, location)
+        if isinstance(raw, Mapping):
             # Settings copied from django-redis: its OPTIONS translated (see compat).
             settled = translate(location, raw, OPTION_DEFAULTS)
             messages += _compat_messages(alias, settled.findings)
             raw = settled.options
-        messages += _check_locations(alias, location)
-        options = _check_options(alias, raw, messages)
+        if len(locations(location)) > 1:
+            location = primary_location(location)[0]
+        topology = _check_topology(alias, {"LOCATION": location, "OPTIONS": raw})
+        if topology and isinstance(raw, Mapping):  # named once, by E006
+            raw = {key: value for key, value in raw.items() if key not in _TOPOLOGY_KEYS}
+        messages += topology
+        options = _check_options(alias, location, raw, messages)
         if options is not None:
             messages += _check_option_values(alias, options, config)
     return messages
@@ -105,47 +120,44 @@ def _check_location(alias: str, location: object) -> list[checks.CheckMessage]:
                 id="django_tiercache.W006",
             )
         ]
-    if not isinstance(location, str):
-        return [
-            checks.Error(
-                f"Cache {alias!r} has a LOCATION that is not a URL: {location!r}.",
-                hint=hint,
-                obj=alias,
-                id="django_tiercache.E001",
-            )
-        ]
+    problem = location_problem(location)
+    if problem is None:
+        return []
+    return [
+        checks.Error(
+            f"CACHES[{alias!r}]['LOCATION'] is not a Redis URL: {problem}.",
+            hint=hint,
+            obj=alias,
+            id="django_tiercache.E001",
+        )
+    ]
+
+
+def _check_topology(alias: str, config: Mapping[str, Any]) -> list[checks.CheckMessage]:
+    """Name a CLUSTER or SENTINELS setting that does not fit its LOCATION."""
+    options, location = config.get("OPTIONS"), config.get("LOCATION")
+    if not isinstance(options, Mapping) or location_problem(location) is not None:
+        return []  # E001 / E003 name those
+    if not _TOPOLOGY_KEYS & set(options):
+        return []
     try:
-        parts = urlsplit(location)
-        port = parts.port  # raises ValueError on a bad port
+        CacheOptions(
+            location.strip() or None if isinstance(location, str) else None,
+            cluster=options.get("CLUSTER") is True,
+            sentinels=options.get("SENTINELS"),
+            sentinel_kwargs=options.get("SENTINEL_KWARGS"),
+        )
     except ValueError as error:
-        return [
-            checks.Error(
-                f"Cache {alias!r} has an invalid LOCATION: {error}.",
-                hint=hint,
-                obj=alias,
-                id="django_tiercache.E001",
-            )
-        ]
-    if parts.scheme not in _SCHEMES:
-        scheme = parts.scheme or "no scheme"
-        return [
-            checks.Error(
-                f"Cache {alias!r} has a LOCATION with {scheme!r}; tiercache speaks Redis only.",
-                hint=hint,
-                obj=alias,
-                id="django_tiercache.E001",
-            )
-        ]
-    if parts.scheme != "unix" and (not parts.hostname or "," in location or port == 0):
-        return [
-            checks.Error(
-                f"Cache {alias!r} has a LOCATION that names no single Redis host.",
-                hint=hint,
-                obj=alias,
-                id="django_tiercache.E001",
-            )
-        ]
-    return []
+        problem, hint = str(error), _TOPOLOGY_HINT
+    except NotImplementedError as error:
+        problem, hint = str(error), "Use a standalone Redis LOCATION until it is."
+    else:
+        return []
+    return [
+        checks.Error(
+            f"Cache {alias!r}: {problem}.", hint=hint, obj=alias, id="django_tiercache.E006"
+        )
+    ]
 
 
 def _compat_messages(alias: str, findings: Sequence[Finding]) -> list[checks.CheckMessage]:
@@ -170,7 +182,7 @@ def _compat_messages(alias: str, findings: Sequence[Finding]) -> list[checks.Che
 
 
 def _check_options(
-    alias: str, raw: object, messages: list[checks.CheckMessage]
+    alias: str, location: object, raw: object, messages: list[checks.CheckMessage]
 ) -> BackendOptions | None:
     if raw is not None and not isinstance(raw, Mapping):
         messages.append(
@@ -196,12 +208,15 @@ def _check_options(
             )
         )
     try:
-        return parse_options({key: value for key, value in options.items() if key not in unknown})
+        known = {key: value for key, value in options.items() if key not in unknown}
+        # E001 reports a bad LOCATION; check the OPTIONS as if it were a good one.
+        good = location if location_problem(location) is None else "redis://localhost"
+        return parse_options(alias, good, known)
     except ImproperlyConfigured as error:
         messages.append(
             checks.Error(
-                f"Cache {alias!r}: {error}",
-                hint="Each OPTIONS value has the type of its default; see django_tiercache.options.",
+                str(error),
+                hint="Each OPTIONS value has the type of its default; see docs/configuration.md.",
                 obj=alias,
                 id="django_tiercache.E003",
             )
@@ -225,22 +240,24 @@ def _check_option_values(
             )
         )
     timeout = config.get("TIMEOUT", _DJANGO_DEFAULT_TIMEOUT)
-    l1_on = options.L1_MAXSIZE > 0
-    if l1_on and isinstance(timeout, int | float) and 0 < timeout < options.L1_TTL:
+    core = options.core
+    l1_on = core.has_l1
+    l1_ttl = core.l1_ttl
+    if l1_on and isinstance(timeout, int | float) and l1_ttl and 0 < timeout < l1_ttl:
         messages.append(
             checks.Warning(
-                f"Cache {alias!r}: OPTIONS['L1_TTL'] ({options.L1_TTL:g} s) is longer than the cache TIMEOUT ({timeout:g} s).",
+                f"Cache {alias!r}: OPTIONS['L1_TTL'] ({l1_ttl:g} s) is longer than the cache TIMEOUT ({timeout:g} s).",
                 hint="An L1 copy never outlives its Redis copy, so the longer L1_TTL has no effect; "
                 "set L1_TTL to at most TIMEOUT.",
                 obj=alias,
                 id="django_tiercache.W002",
             )
         )
-    if l1_on and not options.INVALIDATION:
+    if l1_on and not core.invalidation:
         messages.append(
             checks.Warning(
                 f"Cache {alias!r}: L1 is on but INVALIDATION is off.",
-                hint=f"Other processes may serve a stale copy for up to L1_TTL ({options.L1_TTL:g} s) "
+                hint=f"Other processes may serve a stale copy for up to L1_TTL ({l1_ttl} s) "
                 "after a write; turn INVALIDATION on, or set L1_MAXSIZE to 0.",
                 obj=alias,
                 id="django_tiercache.W003",
@@ -249,8 +266,8 @@ def _check_option_values(
     slow = {
         name: value
         for name, value in (
-            ("CONNECT_TIMEOUT", options.CONNECT_TIMEOUT),
-            ("SOCKET_TIMEOUT", options.SOCKET_TIMEOUT),
+            ("CONNECT_TIMEOUT", core.connect_timeout),
+            ("SOCKET_TIMEOUT", core.socket_timeout),
         )
         if value > _SLOW_TIMEOUT
     }

@@ -7,7 +7,7 @@ import uuid
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from django_tiercache.serializers import PICKLE_MARK, Serializer, SignedPickleSerializer
+from django_tiercache.serializers import Serializer
 
 __all__ = ["DjangoCodec"]
 
@@ -42,41 +42,38 @@ def _is_immutable(value: object, depth: int = 0) -> bool:
 
 
 class _Frozen:
-    """A value L1 holds as bytes, so each reader gets a fresh copy."""
+    """A mutable value L1 holds as a pickle, so each reader gets a fresh copy."""
 
-    __slots__ = ("payload",)
+    __slots__ = ("pickle",)
 
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
-
-
-class _FrozenPickle(_Frozen):
-    """A pickle we signed and verified already: unpickle without checking again."""
-
-    __slots__ = ()
+    def __init__(self, pickle: bytes) -> None:
+        self.pickle = pickle
 
 
 class DjangoCodec:
-    """Implements `tiercache.codecs.Codec` over a Django-style serializer."""
+    """Implements `tiercache.codecs.Codec` over a `Serializer`.
+
+    L1 holds immutable values as they are and others as pickles, as Django's
+    LocMemCache does: a caller mutating what it got cannot change the cached value.
+    """
 
     def __init__(self, serializer: Serializer) -> None:
         self.serializer = serializer
         self.dumps = serializer.dumps
         self.loads = serializer.loads
-        self._signed = isinstance(serializer, SignedPickleSerializer)
+        self._pickle_start = serializer.pickle_start
 
     def to_l1(self, value: object, raw: bytes) -> object:
         if _is_immutable(value):
             return value
-        if self._signed and raw[:1] == PICKLE_MARK:
-            return _FrozenPickle(raw[33:])
-        return _Frozen(raw if raw else self.serializer.dumps(value))
+        start = self._pickle_start(raw) if raw else None
+        if start is not None:  # the serializer pickled it already (and signed or verified it)
+            return _Frozen(raw[start:])
+        return _Frozen(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
 
     def from_l1(self, held: object) -> object:
-        if type(held) is _FrozenPickle:
-            return pickle.loads(held.payload)
         if type(held) is _Frozen:
-            return self.serializer.loads(held.payload)
+            return pickle.loads(held.pickle)
         return held
 
     def to_int(self, value: object) -> int | None:

@@ -9,12 +9,12 @@ the site from starting; `manage.py check` names what to change.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-__all__ = ["COMPRESSORS", "Finding", "Translation", "translate"]
+__all__ = ["COMPRESSORS", "Finding", "Translation", "locations", "primary_location", "translate"]
 
 #: Our compressor names, and the module each needs (None: the standard library).
 COMPRESSORS: dict[str, str | None] = {
@@ -71,14 +71,18 @@ def _module_installed(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+def locations(location: object) -> list[object]:
+    """Return the URLs of a LOCATION: django-redis allows a list, or 'url,url' (or ';')."""
+    if isinstance(location, list | tuple):
+        return list(location)
+    if isinstance(location, str) and ("," in location or ";" in location):
+        return [part.strip() for part in location.replace(";", ",").split(",")]
+    return [location]
+
+
 def primary_location(location: object) -> tuple[str, list[str]]:
-    """Return the primary URL and the others of a LOCATION (django-redis allows a list or 'a,b')."""
-    if isinstance(location, str):
-        urls = [part.strip() for part in location.replace(";", ",").split(",") if part.strip()]
-    elif isinstance(location, Sequence):
-        urls = [str(part).strip() for part in location if str(part).strip()]
-    else:
-        return "", []
+    """Return the first URL of a LOCATION (the one used) and the others."""
+    urls = [str(url).strip() for url in locations(location) if isinstance(url, str)]
     return (urls[0] if urls else ""), urls[1:]
 
 

@@ -91,8 +91,8 @@ class CompressingSerializer:
         self.min_bytes = max(min_bytes, _FLOOR)
         self._readers: dict[bytes, Algorithm] = {self.algorithm.flag: self.algorithm}
 
-    def dumps(self, value: object) -> bytes:
-        raw = self.inner.dumps(value)
+    def dumps(self, key: str, value: object) -> bytes:
+        raw = self.inner.dumps(key, value)
         if len(raw) < self.min_bytes:
             return raw
         packed = self.algorithm.compress(raw)
@@ -100,17 +100,20 @@ class CompressingSerializer:
             return raw  # incompressible: not worth a decompression on every read
         return MARK + self.algorithm.flag + packed
 
-    def loads(self, raw: bytes) -> object:
+    def loads(self, key: str, raw: bytes) -> object:
         if raw[:1] != MARK:
-            return self.inner.loads(raw)
+            return self.inner.loads(key, raw)
         flag = raw[1:2]
         try:
             reader = self._readers.get(flag) or self._reader(flag)
-            return self.inner.loads(reader.decompress(raw[2:]))
+            return self.inner.loads(key, reader.decompress(raw[2:]))
         except CorruptData:
             raise
         except Exception as error:  # each library raises its own kinds
             raise CorruptData(f"compressed value in Redis cannot be read: {error}") from None
+
+    def pickle_start(self, raw: bytes) -> int | None:
+        return None if raw[:1] == MARK else self.inner.pickle_start(raw)
 
     def _reader(self, flag: bytes) -> Algorithm:
         name = _FLAGS.get(flag.decode("latin-1"))

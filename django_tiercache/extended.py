@@ -23,7 +23,7 @@ from tiercache.errors import CacheError, NotAnInteger
 from tiercache.globs import escape_glob
 from tiercache.keys import namespace_of
 from tiercache.memory import MISSING
-from tiercache.policy import Flow
+from tiercache.policy import Flow, as_flow
 
 if TYPE_CHECKING:
     import redis
@@ -88,9 +88,13 @@ class DjangoRedisAPI(BaseCache):
     """Base of `TieredCache`: django-redis's methods beyond Django's cache API."""
 
     if TYPE_CHECKING:  # provided by TieredCache
-        _policy: TierPolicy
-        _backbone: Backbone
-        _prefix: str
+
+        @property
+        def _policy(self) -> TierPolicy: ...
+        @property
+        def _backbone(self) -> Backbone: ...
+        @property
+        def _prefix(self) -> str: ...
 
         def _resolve(self, key: Any, version: int | None) -> tuple[str, str]: ...
         def _settle(self, result: Result[T, CacheError], operation: str, fallback: T) -> T: ...
@@ -215,7 +219,7 @@ class DjangoRedisAPI(BaseCache):
         added = yield from policy.increment(full, namespace, delta, must_exist=must_exist)
         if not (isinstance(added, Failure) and isinstance(added.failure(), NotAnInteger)):
             return added
-        found = yield from policy.get(full, namespace)
+        found = yield from as_flow(policy.get(full, namespace))
         if isinstance(found, Failure):
             return found
         value = found.unwrap()

@@ -23,9 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -34,7 +32,7 @@ from returns.result import Failure, Success
 from django_tiercache import counters
 from django_tiercache.aggregation import RedisCounterSink
 from django_tiercache.conf import app_settings
-from django_tiercache.options import BackendOptions, parse_options
+from django_tiercache.options import cache_options
 from tiercache import NamespaceStats
 
 __all__ = [
@@ -403,29 +401,20 @@ def reset_metrics_registry() -> None:
 
 
 def _build(alias: str) -> AliasMetrics:
-    config: Mapping[str, Any] = settings.CACHES.get(alias, {})
     try:
-        options = parse_options(config.get("OPTIONS"))
-    except ImproperlyConfigured:
-        options = BackendOptions()  # the system checks report it
-    url = _first_location(config.get("LOCATION"))
+        options = cache_options(alias)
+    except ImproperlyConfigured:  # the system checks report it; count in this process only
+        return AliasMetrics(alias, None)
+    core = options.core
     sink = None
-    if url is not None:
+    if core.url is not None:
         sink = RedisCounterSink(
-            url,
-            f"{app_settings().METRICS_KEY_PREFIX}{options.REDIS_PREFIX}{alias}",
-            connect_timeout=options.CONNECT_TIMEOUT,
-            socket_timeout=options.SOCKET_TIMEOUT,
+            core.url,
+            f"{app_settings().METRICS_KEY_PREFIX}{core.key_prefix}{alias}",
+            connect_timeout=core.connect_timeout,
+            socket_timeout=core.socket_timeout,
         )
     return AliasMetrics(alias, sink, push_interval=options.METRICS_PUSH_INTERVAL)
-
-
-def _first_location(location: object) -> str | None:
-    if isinstance(location, list | tuple):
-        location = location[0] if location else None
-    if not isinstance(location, str) or not location.strip():
-        return None
-    return location.split(",")[0].strip()
 
 
 @receiver(setting_changed)

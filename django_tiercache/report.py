@@ -56,6 +56,7 @@ def build_report(alias: str) -> AliasReport:
     """Probe the backend of `alias` and gather the counters of every process."""
     try:
         cache = tiered_cache(alias)
+        config = cache.describe()  # builds the backend: its settings are parsed here
     except Exception as error:  # a broken configuration must not break the page
         return AliasReport(alias, problem=f"{type(error).__name__}: {error}")
     l1 = cache.l1
@@ -67,7 +68,7 @@ def build_report(alias: str) -> AliasReport:
         note = f"Figures of this process only: {site.problem}"
     return AliasReport(
         alias=alias,
-        config=cache.describe(),
+        config=config,
         l1_entries=len(l1) if l1 is not None else None,
         l1_capacity=l1.maxsize if l1 is not None else None,
         l1_bytes=l1.bytes_used if l1 is not None else None,

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import pickle
+from collections.abc import Sequence
 from typing import Protocol
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -25,31 +26,70 @@ PICKLE_MARK = b"$"
 TEXT_MARK = b"'"
 _TEXT = TEXT_MARK[0]
 _DIGEST = 32
+#: A signed pickle is PICKLE_MARK, the MAC, then the pickle.
+_PICKLE_START = 1 + _DIGEST
+
+
+def _mac_key(secret: str | bytes) -> bytes:
+    """Return the 32-byte MAC key derived from a secret of any length."""
+    # Keyed BLAKE2b is a MAC in one pass (HMAC-SHA256 hashes twice: ~3x slower here);
+    # its key is at most 64 bytes, so derive one of 32 from any secret.
+    secret = secret.encode() if isinstance(secret, str) else secret
+    return hashlib.sha256(b"django_tiercache.signing:" + secret).digest()
+
+
+def _mac(secret: bytes, key: str, payload: bytes) -> bytes:
+    """Return the MAC of `payload` stored at `key`."""
+    mac = hashlib.blake2b(key=secret, digest_size=_DIGEST)
+    encoded = key.encode("utf-8", "surrogatepass")
+    # The length first, so that no (key, payload) pair reads as another.
+    mac.update(len(encoded).to_bytes(4, "big"))
+    mac.update(encoded)
+    mac.update(payload)
+    return mac.digest()
 
 
 class Serializer(Protocol):
-    """Turns any value into the bytes Redis stores, and back."""
+    """Turns any value into the bytes Redis stores under a key, and back.
 
-    def dumps(self, value: object) -> bytes:
-        """Return the bytes for `value`; raise `NotSerializable`."""
+    The backend builds it as `factory(signing_key, fallback_keys)` (see `SERIALIZER`).
+    """
+
+    def dumps(self, key: str, value: object) -> bytes:
+        """Return the bytes stored for `value` at the Redis key `key`; raise `NotSerializable`."""
         ...
 
-    def loads(self, raw: bytes) -> object:
-        """Return the value of `raw`; raise `CorruptData`."""
+    def loads(self, key: str, raw: bytes) -> object:
+        """Return the value of `raw`, read from the Redis key `key`; raise `CorruptData`."""
+        ...
+
+    def pickle_start(self, raw: bytes) -> int | None:
+        """Return where a plain pickle starts in bytes this serializer made, or None.
+
+        L1 keeps mutable values as pickles (each reader gets a copy); this spares a
+        second pickling of a value already pickled for Redis.
+        """
         ...
 
 
 class SignedPickleSerializer:
-    """Raw digits for ints; TEXT_MARK + UTF-8 for str; else MARK + keyed-BLAKE2b MAC + pickle."""
+    """Raw digits for ints; TEXT_MARK + UTF-8 for str; else MARK + MAC + pickle.
 
-    def __init__(self, signing_key: str | bytes, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
-        secret = signing_key.encode() if isinstance(signing_key, str) else signing_key
-        # Keyed BLAKE2b is a MAC in one pass (HMAC-SHA256 hashes twice: ~3x slower here);
-        # its key is at most 64 bytes, so derive one of 32 from any secret.
-        self._key = hashlib.sha256(b"django_tiercache.signing:" + secret).digest()
+    The MAC (keyed BLAKE2b) covers the Redis key as well as the pickle, so a value
+    copied to another key is refused like a forged one. It is made with `signing_key`;
+    a value signed with one of `fallback_keys` (a key being rotated out) still reads.
+    """
+
+    def __init__(
+        self,
+        signing_key: str | bytes,
+        fallback_keys: Sequence[str | bytes] = (),
+        protocol: int = pickle.HIGHEST_PROTOCOL,
+    ) -> None:
+        self._keys = [_mac_key(secret) for secret in (signing_key, *fallback_keys)]
         self.protocol = protocol
 
-    def dumps(self, value: object) -> bytes:
+    def dumps(self, key: str, value: object) -> bytes:
         kind = type(value)
         if kind is str:  # not a subclass: it must come back as the same type
             try:
@@ -64,27 +104,30 @@ class SignedPickleSerializer:
             raise NotSerializable(
                 f"value of type {type(value).__name__} cannot be pickled: {error}"
             ) from None
-        return PICKLE_MARK + self._sign(payload) + payload
+        return PICKLE_MARK + _mac(self._keys[0], key, payload) + payload
 
-    def loads(self, raw: bytes) -> object:
+    def loads(self, key: str, raw: bytes) -> object:
         if raw and raw[0] == _TEXT:
             try:
                 return raw[1:].decode()
             except UnicodeDecodeError:
                 raise CorruptData("value in Redis is marked as text but is not UTF-8") from None
         if raw[:1] == PICKLE_MARK:
-            return self.unpickle(self.verified_pickle(raw))
+            return self.unpickle(self.verified_pickle(key, raw))
         return self._int(raw)
 
-    def verified_pickle(self, raw: bytes) -> bytes:
-        """Return the pickle inside `raw` if its signature is ours; raise `CorruptData`."""
-        signature, payload = raw[1 : 1 + _DIGEST], raw[1 + _DIGEST :]
-        if not hmac.compare_digest(signature, self._sign(payload)):
-            raise CorruptData("value in Redis has no valid signature; refusing to unpickle it")
-        return payload
+    def pickle_start(self, raw: bytes) -> int | None:
+        return _PICKLE_START if raw[:1] == PICKLE_MARK else None
 
-    def _sign(self, payload: bytes) -> bytes:
-        return hashlib.blake2b(payload, key=self._key, digest_size=_DIGEST).digest()
+    def verified_pickle(self, key: str, raw: bytes) -> bytes:
+        """Return the pickle inside `raw` if it was signed for `key` with one of our keys."""
+        signature, payload = raw[1:_PICKLE_START], raw[_PICKLE_START:]
+        for secret in self._keys:
+            if hmac.compare_digest(signature, _mac(secret, key, payload)):
+                return payload
+        raise CorruptData(
+            "value in Redis has no valid signature for this key; refusing to unpickle it"
+        )
 
     @staticmethod
     def unpickle(payload: bytes) -> object:
@@ -111,10 +154,10 @@ class JSONSerializer:
     Redis INCRBY works on them.
     """
 
-    def __init__(self, signing_key: str | bytes = b"") -> None:
-        """Take (and ignore) the signing key every serializer is built with."""
+    def __init__(self, signing_key: str | bytes = b"", fallback_keys: object = ()) -> None:
+        """Take (and ignore) the keys every serializer is built with."""
 
-    def dumps(self, value: object) -> bytes:
+    def dumps(self, key: str, value: object) -> bytes:
         try:
             return json.dumps(value, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
         except (TypeError, ValueError) as error:
@@ -122,8 +165,11 @@ class JSONSerializer:
                 f"value of type {type(value).__name__} is not JSON: {error}"
             ) from None
 
-    def loads(self, raw: bytes) -> object:
+    def loads(self, key: str, raw: bytes) -> object:
         try:
             return json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise CorruptData("value in Redis is not JSON") from None
+
+    def pickle_start(self, raw: bytes) -> int | None:
+        return None

@@ -5,6 +5,10 @@ database on the session's server, ``private_redis`` for a server the test may
 kill, stop or restart. For other server options, start one in the test:
 ``with RedisServer("--requirepass", "s3cret") as server: ...``
 (``from tests.redis_server import RedisServer``).
+
+``redis_cluster`` (3 primaries + 3 replicas) and ``redis_sentinel`` (a master, a
+replica, 3 sentinels) are started once per run, by the first test that asks, and
+handed to each test healthy and empty, so a test may fail nodes over or kill them.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pytest
 import redis
 
 from tests.redis_server import RedisServer
+from tests.redis_topology import RedisClusterServers, RedisSentinelServers
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +46,34 @@ def private_redis() -> Iterator[RedisServer]:
     """Run a Redis only for this test, which may kill or restart it."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def _cluster_servers() -> Iterator[RedisClusterServers]:
+    with RedisClusterServers() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster(_cluster_servers: RedisClusterServers) -> RedisClusterServers:
+    """Return the session's Redis Cluster, healed after earlier tests' kills, and empty."""
+    _cluster_servers.heal()
+    _cluster_servers.flushall()
+    return _cluster_servers
+
+
+@pytest.fixture(scope="session")
+def _sentinel_servers() -> Iterator[RedisSentinelServers]:
+    with RedisSentinelServers() as sentinel:
+        yield sentinel
+
+
+@pytest.fixture
+def redis_sentinel(_sentinel_servers: RedisSentinelServers) -> RedisSentinelServers:
+    """Return the session's Sentinel set, healed after earlier tests' kills, and empty."""
+    _sentinel_servers.heal()
+    _sentinel_servers.flushall()
+    return _sentinel_servers
 
 
 @pytest.fixture(autouse=True)

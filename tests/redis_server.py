@@ -14,11 +14,12 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["RedisServer", "RedisServerError"]
+__all__ = ["RedisServer", "RedisServerError", "port_is_free"]
 
 _INSTALL_HINT = (
     "redis-server is not on PATH. Run `bash tests/run.sh` (it installs everything) "
@@ -36,7 +37,9 @@ class RedisServer:
 
     Use it as a context manager, or call ``start()`` and ``close()``. Extra
     arguments go to redis-server verbatim, e.g. ``RedisServer("--requirepass", "s3cret")``.
-    ``url`` never carries a password.
+    ``url`` never carries a password. ``config_file`` goes first on the command line
+    (a Sentinel needs one it can rewrite); ``pick_port`` chooses the first port
+    (a cluster node also needs port + 10000 free for its bus).
     """
 
     def __init__(
@@ -45,9 +48,13 @@ class RedisServer:
         port: int | None = None,
         executable: str = "redis-server",
         startup_timeout: float = 5.0,
+        config_file: Path | None = None,
+        pick_port: Callable[[], int] | None = None,
     ) -> None:
         self._extra_args = extra_args
         self._port = port
+        self._config_file = config_file
+        self._pick_port = pick_port or _free_port
         self._executable = executable
         self._startup_timeout = startup_timeout
         self._dir: Path | None = None
@@ -97,8 +104,8 @@ class RedisServer:
         # A fixed port may still be held for a moment after a kill; a fresh
         # port can be taken by someone else between probing and binding.
         for _attempt in range(20 if fixed_port else 3):
-            port = self._port if self._port is not None else _free_port()
-            if _port_is_free(port) and self._spawn(executable, port):
+            port = self._port if self._port is not None else self._pick_port()
+            if port_is_free(port) and self._spawn(executable, port):
                 self._port = port
                 return self
             time.sleep(0.1 if fixed_port else 0)
@@ -164,6 +171,7 @@ class RedisServer:
         command = [
             *_die_with_parent_prefix(),
             executable,
+            *([str(self._config_file)] if self._config_file is not None else []),
             "--port", str(port),
             "--bind", _HOST,
             "--save", "",
@@ -219,7 +227,8 @@ def _free_port() -> int:
         return port
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
+    """Return whether a loopback listener could bind ``port`` now."""
     # SO_REUSEADDR as redis-server itself sets it: TIME_WAIT leftovers don't count.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -129,8 +129,7 @@ class TieredCache(_Shell):
 
     def get(self, key: str) -> Result[str | None, CacheError]:
         """Return the value of `key`, or None on a miss."""
-        hit = self._ops.cached(key)  # the hot path: an L1 hit builds no flow
-        return hit if hit is not None else drive(self._ops.fetch(key), self._executor)
+        return drive(self._ops.get(key), self._executor)
 
     def get_json(self, key: str) -> Result[JSONObject | None, CacheError]:
         """Return the JSON object stored at `key`, or None on a miss."""
@@ -249,8 +248,7 @@ class AsyncTieredCache(_Shell):
 
     async def get(self, key: str) -> Result[str | None, CacheError]:
         """Return the value of `key`, or None on a miss."""
-        hit = self._ops.cached(key)  # the hot path: an L1 hit builds no flow
-        return hit if hit is not None else await drive_async(self._ops.fetch(key), self._executor)
+        return await drive_async(self._ops.get(key), self._executor)
 
     async def get_json(self, key: str) -> Result[JSONObject | None, CacheError]:
         """Return the JSON object stored at `key`, or None on a miss."""

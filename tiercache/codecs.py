@@ -17,12 +17,15 @@ _INT64 = range(-(2**63), 2**63)
 class Codec(Protocol):
     """Turns values into Redis bytes and L1 entries and back."""
 
-    def dumps(self, value: object) -> bytes:
-        """Return the bytes stored in Redis; raise `NotSerializable`."""
+    def dumps(self, key: str, value: object) -> bytes:
+        """Return the bytes stored at the Redis key `key`; raise `NotSerializable`.
+
+        The key lets a codec bind the bytes to it (the Django codec signs both).
+        """
         ...
 
-    def loads(self, raw: bytes) -> object:
-        """Return the value of bytes read from Redis; raise `CorruptData`."""
+    def loads(self, key: str, raw: bytes) -> object:
+        """Return the value of bytes read from the Redis key `key`; raise `CorruptData`."""
         ...
 
     def to_l1(self, value: object, raw: bytes) -> object:
@@ -45,7 +48,7 @@ class Codec(Protocol):
 class TextCodec:
     """Stores str values as UTF-8; str is immutable, so L1 holds the value itself."""
 
-    def dumps(self, value: object) -> bytes:
+    def dumps(self, key: str, value: object) -> bytes:
         if type(value) is not str:
             raise NotSerializable(f"value must be a str, got {type(value).__name__}")
         try:
@@ -53,7 +56,7 @@ class TextCodec:
         except UnicodeEncodeError as error:  # lone surrogates
             raise NotSerializable(f"value is not valid text: {error.reason}") from None
 
-    def loads(self, raw: bytes) -> object:
+    def loads(self, key: str, raw: bytes) -> object:
         try:
             return raw.decode()
         except UnicodeDecodeError:

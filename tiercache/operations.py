@@ -8,23 +8,30 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
+from types import GeneratorType
 
 from returns.result import Failure, Result, Success
 
 from tiercache.errors import CacheError, CorruptData, InvalidKey, NotAnInteger, NotSerializable
 from tiercache.globs import escape_glob
-from tiercache.keys import DEFAULT_NAMESPACE, check_key, check_pattern, check_ttl, namespace_of
+from tiercache.keys import (
+    DEFAULT_NAMESPACE,
+    KeyMemo,
+    check_key,
+    check_pattern,
+    check_ttl,
+    namespace_of,
+)
 from tiercache.memory import MISSING
-from tiercache.policy import Flow, TierPolicy
+from tiercache.policy import Flow, Outcome, TierPolicy, as_flow
 from tiercache.ports import JSONObject
 
 __all__ = ["CacheOperations"]
 
-_MEMO_SIZE = 4096  # resolved keys remembered per cache
 
-
-def _none_if_missing(value: object) -> str | None:
-    return None if value is MISSING else value  # type: ignore[return-value]
+def _value_or_none(flow: Flow[object]) -> Flow[str | None]:
+    found = yield from flow
+    return found.map(lambda value: None if value is MISSING else value)  # type: ignore[arg-type,return-value]
 
 
 def _check_amount(key: object, amount: object) -> NotAnInteger | None:
@@ -64,24 +71,13 @@ class CacheOperations:
         self.separator = namespace_separator
         self.default_ttl = default_ttl
         self._own_keys = escape_glob(key_prefix)
-        # Valid keys already resolved to (Redis key, namespace): an L1 hit then costs
-        # one dict lookup instead of a validation and two string operations.
-        self._resolved: dict[str, tuple[str, str]] = {}
+        self._keys = KeyMemo(self._resolve)
 
-    def cached(self, key: str) -> Success[str] | None:
-        """Return an L1 hit without building a flow, or None to take the full path."""
-        resolved = self._resolved.get(key) if type(key) is str else None
-        if resolved is None:
-            if check_key(key) is not None:
-                return None  # the flow reports the bad key
-            if len(self._resolved) >= _MEMO_SIZE:
-                self._resolved.clear()
-            resolved = self._resolved[key] = (
-                self.key_prefix + key,
-                namespace_of(key, self.separator),
-            )
-        value = self.policy.cached(*resolved)
-        return None if value is MISSING else Success(value)  # type: ignore[arg-type]
+    def _resolve(self, key: str) -> tuple[str, str] | None:
+        """Return the Redis key and namespace of a valid `key`, or None."""
+        if check_key(key) is not None:
+            return None
+        return self.key_prefix + key, namespace_of(key, self.separator)
 
     def _invalid(self, error: CacheError, key: object = None) -> Failure[CacheError]:
         namespace = namespace_of(key, self.separator) if isinstance(key, str) else None
@@ -92,23 +88,18 @@ class CacheOperations:
             return self.default_ttl
         return check_ttl(ttl, key) or ttl
 
-    def get(self, key: str) -> Flow[str | None]:
-        hit = self.cached(key)
-        if hit is not None:
-            return hit
-        return (yield from self.fetch(key))
-
-    def fetch(self, key: str) -> Flow[str | None]:
-        """Return the value of a valid `key` whose L1 lookup (`cached`) missed."""
-        if (bad := check_key(key)) is not None:
-            return self._invalid(bad)
-        found = yield from self.policy.fetch(
-            self.key_prefix + key, namespace_of(key, self.separator)
-        )
-        return found.map(_none_if_missing)
+    def get(self, key: str) -> Outcome[str | None]:
+        """Return the value of `key`; an L1 hit builds no flow (see `TierPolicy.get`)."""
+        resolved = self._keys[key] if type(key) is str else None
+        if resolved is None:
+            return self._invalid(check_key(key) or InvalidKey(f"key {key!r} is not valid"))
+        found = self.policy.get(*resolved)
+        if isinstance(found, GeneratorType):
+            return _value_or_none(found)
+        return found  # type: ignore[return-value]  # an L1 hit: a str, never MISSING
 
     def get_json(self, key: str) -> Flow[JSONObject | None]:
-        text = yield from self.get(key)
+        text = yield from as_flow(self.get(key))
         match text:
             case Success(str() as found):
                 parsed = _parse_json(key, found)

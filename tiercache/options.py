@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from tiercache.redis_tier import RedisSettings, redact_url
 
@@ -50,6 +51,12 @@ class CacheOptions:
     timer: Callable[[], float] = field(default=time.monotonic, compare=False)
     #: Wall-clock seconds, for the absolute expiry each value carries in Redis.
     clock: Callable[[], float] = field(default=time.time, compare=False)
+    #: `url` names one seed node of a Redis Cluster (which has database 0 only).
+    cluster: bool = False
+    #: (host, port) of each Sentinel; `url`'s host is then the service name.
+    sentinels: Sequence[tuple[str, int]] | None = None
+    #: Keywords for the connections to the Sentinels themselves (password, ssl...).
+    sentinel_kwargs: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.url is not None and urlsplit(self.url).scheme not in ("redis", "rediss", "unix"):
@@ -61,6 +68,9 @@ class CacheOptions:
             raise ValueError(f"l1_maxsize must be >= 0, got {self.l1_maxsize}")
         if not self.has_l1 and self.url is None:
             raise ValueError("a cache needs at least one tier: give l1_maxsize or a Redis url")
+        if self.sentinels is not None:
+            object.__setattr__(self, "sentinels", _sentinel_addresses(self.sentinels))
+        _check_topology(self)
 
     @property
     def has_l1(self) -> bool:
@@ -85,3 +95,56 @@ class CacheOptions:
             return ""
         database = urlsplit(self.url).path.strip("/") or "0"
         return f"tiercache:invalidate:{database}"
+
+
+def _check_topology(options: CacheOptions) -> None:
+    """Raise ValueError when the URL and the topology options do not fit together."""
+    if options.sentinel_kwargs is not None and options.sentinels is None:
+        raise ValueError("sentinel_kwargs needs sentinels=[(host, port), ...]")
+    if not options.cluster and options.sentinels is None:
+        return
+    if options.cluster and options.sentinels is not None:
+        raise ValueError("choose one topology: cluster=True or sentinels=[...], not both")
+    topology = "a Redis Cluster" if options.cluster else "Sentinel"
+    if options.url is None:
+        raise ValueError(f"{topology} needs a Redis url")
+    parts = urlsplit(options.url)
+    if parts.scheme == "unix":
+        raise ValueError(f"{topology} is reached over TCP: use redis:// or rediss://, not unix://")
+    if options.cluster and url_database(options.url) != "0":
+        raise ValueError(
+            f"a Redis Cluster has database 0 only; {redact_url(options.url)!r} names "
+            f"database {url_database(options.url)}: drop the /db or use /0"
+        )
+    if options.sentinels is not None and not parts.hostname:
+        raise ValueError("with sentinels, the url's host is the service name: redis://mymaster/0")
+    # Until the tiers run on redis-py's cluster and sentinel clients (issue 10, phase 2).
+    raise NotImplementedError(f"{topology} is not supported yet by this version of tiercache")
+
+
+def url_database(url: str) -> str:
+    """Return the database a Redis URL names, as text ("0" when it names none)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    return query.get("db") or parts.path.strip("/") or "0"
+
+
+def _sentinel_addresses(given: object) -> tuple[tuple[str, int], ...]:
+    """Return `given` as a tuple of (host, port), or raise ValueError naming the bad entry."""
+    if isinstance(given, str | bytes) or not isinstance(given, Sequence) or not given:
+        raise ValueError(f"sentinels must be a non-empty list of (host, port), got {given!r}")
+    addresses = []
+    for entry in given:
+        if (
+            isinstance(entry, str | bytes)
+            or not isinstance(entry, Sequence)
+            or len(entry) != 2
+            or not isinstance(entry[0], str)
+            or not entry[0]
+            or not isinstance(entry[1], int)
+            or isinstance(entry[1], bool)
+            or not 0 < entry[1] < 65536
+        ):
+            raise ValueError(f"each sentinel is (host, port) with a port 1-65535, got {entry!r}")
+        addresses.append((entry[0], entry[1]))
+    return tuple(addresses)

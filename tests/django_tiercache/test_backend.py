@@ -12,6 +12,8 @@ import redis
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 
+from django_tiercache.serializers import SignedPickleSerializer
+from tests.django_tiercache.django_setup import tiered_caches
 from tests.redis_server import RedisServer
 from tiercache import registry
 
@@ -170,3 +172,143 @@ def test_with_redis_down_reads_miss_and_writes_fail_quietly_without_long_waits(
         assert 1 <= len(failure_lines) <= 6  # logged, but not once per call
         server.restart()
     registry.reset()
+
+
+# -- add with a timeout that expires at once (issue 11 item 8) --------------------------
+
+
+@pytest.mark.parametrize("timeout", [0, -1])
+def test_add_with_an_expired_timeout_keeps_the_value_a_key_already_has(timeout: int) -> None:
+    cache = caches["default"]
+    cache.set("user:1", "kept")
+    assert cache.add("user:1", "other", timeout) is False
+    assert cache.get("user:1") == "kept"
+    assert cache.l1 is not None
+    cache.l1.clear()  # and Redis kept it too
+    assert cache.get("user:1") == "kept"
+
+
+@pytest.mark.parametrize("timeout", [0, -1])
+async def test_aadd_with_an_expired_timeout_keeps_the_value_a_key_already_has(
+    timeout: int, close_loop_clients: None
+) -> None:
+    cache = caches["default"]
+    await cache.aset("user:1", "kept")
+    assert await cache.aadd("user:1", "other", timeout) is False
+    assert cache.l1 is not None
+    cache.l1.clear()
+    assert await cache.aget("user:1") == "kept"
+
+
+def test_add_under_a_default_timeout_of_zero_keeps_an_existing_value(
+    settings: Any, redis_url: str
+) -> None:
+    settings.CACHES = {"default": {"BACKEND": BACKEND, "LOCATION": redis_url, "TIMEOUT": 0}}
+    cache = caches["default"]
+    cache.set("user:1", "kept", None)
+    assert cache.add("user:1", "other") is False
+    assert cache.get("user:1") == "kept"
+    # On a free key, add reports success and, as its timeout says, keeps nothing.
+    assert cache.add("user:2", "gone") is True
+    assert cache.get("user:2", "missing") == "missing"
+
+
+# -- signatures bound to the key (issue 11 item 11) -------------------------------------
+
+
+def _copy_in_redis(redis_url: str, source: str, target: str) -> None:
+    with redis.Redis.from_url(redis_url) as raw:
+        [source_key] = raw.keys(source)
+        [target_key] = raw.keys(target)
+        raw.set(target_key, raw.get(source_key))
+
+
+def test_a_signed_value_copied_to_another_key_is_a_miss_and_an_error(redis_url: str) -> None:
+    cache = caches["default"]
+    cache.set("perms:alice", {"is_admin": True})
+    cache.set("perms:mallory", {"is_admin": False})
+    # Someone who can write to Redis, but has no signing key, copies alice's value.
+    _copy_in_redis(redis_url, "dj:*perms:alice", "dj:*perms:mallory")
+    assert cache.l1 is not None
+    cache.l1.clear()
+    assert cache.get("perms:mallory", "refused") == "refused"
+    assert cache.metrics.get_stats("perms")["errors"] == 1
+    assert cache.get("perms:alice") == {"is_admin": True}
+
+
+def test_the_signature_covers_the_key_prefix_and_version(settings: Any, redis_url: str) -> None:
+    settings.CACHES = {
+        "default": {"BACKEND": BACKEND, "LOCATION": redis_url, "KEY_PREFIX": "site-a"},
+        "other": {"BACKEND": BACKEND, "LOCATION": redis_url, "KEY_PREFIX": "site-b"},
+    }
+    one, other = caches["default"], caches["other"]
+    one.set("perms:1", ["admin"])
+    one.set("perms:1", ["reader"], version=2)
+    other.set("perms:1", ["reader"])
+    _copy_in_redis(redis_url, "dj:site-a:1:perms:1", "dj:site-b:1:perms:1")
+    _copy_in_redis(redis_url, "dj:site-a:1:perms:1", "dj:site-a:2:perms:1")
+    for cache in (one, other):
+        assert cache.l1 is not None
+        cache.l1.clear()
+    assert other.get("perms:1", "refused") == "refused"
+    assert one.get("perms:1", "refused", version=2) == "refused"
+    assert one.get("perms:1") == ["admin"]
+
+
+def test_values_signed_with_a_fallback_secret_key_still_read_during_a_rotation(
+    settings: Any, redis_url: str
+) -> None:
+    settings.SECRET_KEY = "old-secret"
+    settings.CACHES = tiered_caches(redis_url)
+    caches["default"].set("user:1", {"name": "old"})
+
+    settings.SECRET_KEY = "new-secret"
+    settings.SECRET_KEY_FALLBACKS = ["old-secret"]
+    settings.CACHES = tiered_caches(redis_url)  # a new process, as after a deploy
+    rotating = caches["default"]
+    assert rotating.l1 is not None
+    rotating.l1.clear()
+    assert rotating.get("user:1") == {"name": "old"}
+    rotating.set("user:2", {"name": "new"})
+
+    # New writes are signed with the new key: they read once the old one is dropped...
+    settings.SECRET_KEY_FALLBACKS = []
+    settings.CACHES = tiered_caches(redis_url)
+    rotated = caches["default"]
+    assert rotated.l1 is not None
+    rotated.l1.clear()
+    assert rotated.get("user:2") == {"name": "new"}
+    # ...and values signed with the dropped key do not.
+    assert rotated.get("user:1", "refused") == "refused"
+
+
+class WideMacSerializer(SignedPickleSerializer):
+    """A serializer whose signed pickles carry 16 more bytes before the pickle."""
+
+    _PAD = b"\0" * 16
+
+    def dumps(self, key: str, value: object) -> bytes:
+        raw = super().dumps(key, value)
+        return raw[:1] + self._PAD + raw[1:] if raw[:1] == b"$" else raw
+
+    def loads(self, key: str, raw: bytes) -> object:
+        if raw[:1] == b"$":
+            raw = raw[:1] + raw[1 + len(self._PAD) :]
+        return super().loads(key, raw)
+
+    def pickle_start(self, raw: bytes) -> int | None:
+        start = super().pickle_start(raw)
+        return None if start is None else start + len(self._PAD)
+
+
+def test_l1_copies_start_where_the_serializer_says_its_pickle_starts(
+    use_caches: Callable[..., None], redis_url: str
+) -> None:
+    use_caches(redis_url, SERIALIZER=f"{__name__}.WideMacSerializer")
+    cache = caches["default"]
+    cache.set("user:1", {"roles": ["reader"]})
+    assert cache.get("user:1") == {"roles": ["reader"]}  # from L1
+    assert cache.l1 is not None
+    cache.l1.clear()
+    assert cache.get("user:1") == {"roles": ["reader"]}  # from Redis, then L1
+    assert cache.get("user:1") == {"roles": ["reader"]}

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.cache import caches
 from django.core.checks import CheckMessage, run_checks
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from tests.django_tiercache.django_setup import tiered_caches
@@ -14,8 +19,6 @@ BACKEND = "django_tiercache.backend.TieredCache"
 
 
 def _ours(**settings: Any) -> list[CheckMessage]:
-    # Only our tag: Django's own cache checks build each cache, and the backend refuses
-    # to be built from the broken settings these tests are about.
     with override_settings(**settings):
         messages = run_checks(tags=["django_tiercache"])
     assert all(str(message.id).startswith("django_tiercache.") for message in messages)
@@ -44,11 +47,14 @@ def test_the_test_settings_pass_every_check(redis_url: str) -> None:
         "redis://127.0.0.1:notaport/0",
         "redis://a:6379,b:6379/0",
         ["redis://127.0.0.1:6379/0", "127.0.0.1:6380"],
+        "not-a-url://x",
+        "redis://127.0.0.1:6379/zero",
     ],
 )
 def test_a_bad_location_is_an_error(location: object) -> None:
     (message,) = _ours(CACHES=_cache(location))
 
+    assert "CACHES['default']['LOCATION']" in message.msg
     assert message.id == "django_tiercache.E001"
     assert message.is_serious()
     assert "redis://127.0.0.1:6379/0" in str(message.hint)
@@ -180,3 +186,83 @@ def test_every_message_has_a_hint() -> None:
         "django_tiercache.W003",
     }
     assert all(message.hint for message in messages)
+
+
+@pytest.mark.parametrize(
+    "location", ["not-a-url://x", "redis://127.0.0.1:notaport/0", "redis://127.0.0.1:6379/zero"]
+)
+def test_manage_py_check_reports_a_bad_location_instead_of_crashing(location: str) -> None:
+    # Django's own cache checks build every cache first: building must not raise.
+    with override_settings(CACHES=_cache(location)):
+        ids = [str(message.id) for message in run_checks()]
+        with pytest.raises(SystemCheckError, match=r"django_tiercache\.E001"):
+            call_command("check", stdout=StringIO(), stderr=StringIO())
+
+    assert ids == ["django_tiercache.E001"]
+
+
+def test_manage_py_check_reports_bad_options_instead_of_crashing() -> None:
+    with override_settings(CACHES=_cache(OPTIONS={"L1_SIZE": 1, "L1_TTL": "x"})):
+        ids = sorted(str(message.id) for message in run_checks())
+
+    assert ids == ["django_tiercache.E002", "django_tiercache.E003"]
+
+
+def test_using_a_cache_with_a_bad_location_raises_an_error_naming_the_setting() -> None:
+    with (
+        override_settings(CACHES=_cache("not-a-url://x")),
+        pytest.raises(ImproperlyConfigured, match=r"CACHES\['default'\]\['LOCATION'\]"),
+    ):
+        caches["default"].get("user:1")
+
+
+def test_an_l1_only_cache_without_l1_is_an_error() -> None:
+    (message,) = _ours(CACHES=_cache(None, OPTIONS={"L1_MAXSIZE": 0}))[1:]
+
+    assert message.id == "django_tiercache.E003"
+    assert "at least one tier" in message.msg
+
+
+@pytest.mark.parametrize(
+    "location", ["redis://127.0.0.1:7000/3", "redis://:pw@127.0.0.1:7000/1", "redis://h:1?db=2"]
+)
+def test_a_cluster_with_a_database_other_than_0_is_named(location: str) -> None:
+    messages = _ours(CACHES=_cache(location, OPTIONS={"CLUSTER": True}))
+
+    (message,) = [m for m in messages if m.id == "django_tiercache.E006"]
+    assert message.is_serious()
+    assert "database 0 only" in message.msg
+    assert "pw" not in message.msg
+    assert '"CLUSTER": True' in str(message.hint)
+    assert message.obj == "default"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"CLUSTER": True, "SENTINELS": [["127.0.0.1", 26379]]},
+        {"SENTINELS": [["127.0.0.1", "26379"]]},
+        {"SENTINEL_KWARGS": {"password": "x"}},
+    ],
+)
+def test_a_topology_that_does_not_fit_is_named(options: dict[str, Any]) -> None:
+    messages = _ours(CACHES=_cache("redis://mymaster/0", OPTIONS=options))
+
+    assert "django_tiercache.E006" in [m.id for m in messages]
+
+
+def test_a_standalone_location_has_no_topology_error() -> None:
+    assert "django_tiercache.E006" not in _ids(CACHES=_cache("redis://127.0.0.1:6379/3"))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"CLUSTER": True}, {"SENTINELS": [["127.0.0.1", 26379]]}],
+    ids=["cluster", "sentinel"],
+)
+def test_a_topology_not_served_yet_is_named_by_check_and_use(options: dict[str, Any]) -> None:
+    settings = {"CACHES": _cache("redis://mymaster:7000/0", OPTIONS=options)}
+    (message,) = _ours(**settings)
+    assert (message.id, "not supported yet" in message.msg) == ("django_tiercache.E006", True)
+    with override_settings(**settings), pytest.raises(ImproperlyConfigured, match="not supported"):
+        caches["default"].get("user:1")

@@ -97,3 +97,12 @@ def test_reset_zeroes_the_metrics() -> None:
 def test_an_unknown_alias_is_refused() -> None:
     with pytest.raises(CommandError, match="Not a tiered cache alias: nope"):
         _run("stats", "--alias", "nope")
+
+
+def test_a_bad_location_list_is_refused_by_the_metrics_as_by_the_checks(use_caches: Any) -> None:
+    # One parser for every reader of the settings: the metrics never open a Redis
+    # connection for a LOCATION the system checks reject (django-redis's lists of URLs
+    # are accepted, but every entry must be one).
+    use_caches(["redis://127.0.0.1:6379/0", "127.0.0.1:6380"])
+
+    assert metrics_for("default").shares_counts is False

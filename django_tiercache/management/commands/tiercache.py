@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_tiercache.contract import tiered_aliases, tiered_cache
 from django_tiercache.metrics import metrics_of
 from django_tiercache.report import AliasReport, alias_reports
+from tiercache import CacheError
 
 
 class Command(BaseCommand):
@@ -140,9 +141,19 @@ class Command(BaseCommand):
     def _flush(self, aliases: list[str], namespace: str) -> None:
         if not namespace.strip():
             raise CommandError("--namespace must not be empty.")
+        failed = []
         for alias in aliases:
-            deleted = tiered_cache(alias).flush_namespace(namespace)
-            self.stdout.write(f"{alias}: flushed namespace {namespace!r} ({deleted} keys deleted)")
+            try:
+                deleted = tiered_cache(alias).flush_namespace(namespace)
+            except CacheError as error:
+                failed.append(alias)
+                self.stderr.write(f"{alias}: could not flush namespace {namespace!r}: {error}")
+            else:
+                self.stdout.write(
+                    f"{alias}: flushed namespace {namespace!r} ({deleted} keys deleted)"
+                )
+        if failed:
+            raise CommandError(f"Flush failed for: {', '.join(failed)}")
 
     def _reset(self, aliases: list[str]) -> None:
         for alias in aliases:
