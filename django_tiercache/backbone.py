@@ -116,7 +116,7 @@ def signing_keys(options: BackendOptions) -> tuple[str, ...]:
 def _serializer(options: BackendOptions, keys: tuple[str, ...]) -> Serializer:
     factory = import_string(options.SERIALIZER)
     serializer: Serializer = factory(keys[0], keys[1:])
-    if options.COMPRESSOR:
+    if options.COMPRESSOR:  # each value names its algorithm: any of them reads back
         return CompressingSerializer(serializer, options.COMPRESSOR, options.COMPRESS_MIN_BYTES)
     return serializer
 

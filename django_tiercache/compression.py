@@ -42,8 +42,8 @@ def _bounded_zlib(wbits: int) -> Callable[[bytes], bytes]:
     def decompress(data: bytes) -> bytes:
         inflater = zlib.decompressobj(wbits)
         out = inflater.decompress(data, _MAX_EXPANDED)
-        if inflater.unconsumed_tail:
-            raise ValueError("expands past the limit")
+        if not inflater.eof:
+            raise ValueError("expands past the limit, or is truncated")
         return out
 
     return decompress
@@ -83,17 +83,22 @@ def algorithm(name: str) -> Algorithm:
 
 
 class CompressingSerializer:
-    """Wraps a serializer: compresses what it makes above `min_bytes`."""
+    """Wraps a serializer: compresses what it makes above `min_bytes` with `name`.
 
-    def __init__(self, inner: Serializer, name: str, min_bytes: int) -> None:
+    With `name` None it compresses nothing but still reads compressed values.
+    """
+
+    def __init__(self, inner: Serializer, name: str | None, min_bytes: int) -> None:
         self.inner = inner
-        self.algorithm = algorithm(name)
+        self.algorithm = algorithm(name) if name else None
         self.min_bytes = max(min_bytes, _FLOOR)
-        self._readers: dict[bytes, Algorithm] = {self.algorithm.flag: self.algorithm}
+        self._readers: dict[bytes, Algorithm] = {}
+        if self.algorithm is not None:
+            self._readers[self.algorithm.flag] = self.algorithm
 
     def dumps(self, key: str, value: object) -> bytes:
         raw = self.inner.dumps(key, value)
-        if len(raw) < self.min_bytes:
+        if self.algorithm is None or len(raw) < self.min_bytes:
             return raw
         packed = self.algorithm.compress(raw)
         if len(packed) + 2 >= len(raw):
