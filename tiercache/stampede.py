@@ -137,6 +137,10 @@ class Stampede:
         self._random = random
         self._token = token
         self._backup: MemoryTier | None = None
+        #: Callers that waited for another caller's load instead of loading (metrics).
+        self.joins = 0
+        #: Stale or fail-safe values served instead of a fresh one (metrics).
+        self.stale_served = 0
 
     # -- the fail-safe copy ------------------------------------------------------------
 
@@ -185,18 +189,21 @@ class Stampede:
         if down and plan.fail_safe:
             stale, age = self._kept(key), 0.0
             if stale is not MISSING:
+                self.stale_served += 1
                 return Success(stale)  # Redis is down: don't stampede the source
         revalidate = stale is not MISSING and plan.stale_ttl > 0 and age <= plan.stale_ttl
         flight = (self._scope, key)
         if revalidate:
             lead = yield Join(flight, wait=False)
             if lead is not LEADING:
+                self.stale_served += 1
                 return Success(stale)  # somebody is refreshing it
         else:
             lead = yield Join(flight)
             while lead is ABANDONED:
                 lead = yield Join(flight)
             if lead is not LEADING:
+                self.joins += 1
                 return lead  # type: ignore[return-value]
         serve_stale = revalidate or (
             stale is not MISSING and plan.fail_safe > 0 and age <= plan.fail_safe
@@ -230,6 +237,7 @@ class Stampede:
             if isinstance(got, _Found):
                 return Success(got.value)
             if got is _STALE:
+                self.stale_served += 1
                 return Success(stale)
             token = str(got)
         loaded = yield Load()
@@ -244,7 +252,10 @@ class Stampede:
             error.__cause__ = loaded.error
             failed = policy.failed(namespace, error)
             fallback = stale if stale is not MISSING or not plan.fail_safe else self._kept(key)
-            return failed if fallback is MISSING else Success(fallback)
+            if fallback is MISSING:
+                return failed
+            self.stale_served += 1
+            return Success(fallback)
         stored = yield from self._store(key, namespace, loaded.value, plan)
         if token:
             yield from self._unlock(key, token)
