@@ -46,10 +46,9 @@ class Backbone:
         self.assembly: Assembly = assemble(self.options.core, self.codec, self.metrics)
         self.policy = self.assembly.policy
         self.sync_tier: RedisTier | None = None
-        if self.options.core.url is not None:
+        if self.assembly.topology is not None:
             assert self.assembly.breaker is not None
-            client = self.options.core.redis_settings().sync_client()
-            self.sync_tier = RedisTier(client, self.assembly.breaker)
+            self.sync_tier = RedisTier(self.assembly.topology, self.assembly.breaker)
             # The counters travel through this cache's own tier: its timeouts, its breaker.
             node = self.options.core.location
             self.metrics.connect(
@@ -59,6 +58,7 @@ class Backbone:
                 ),
                 lambda: probe_of(self.assembly, node),
             )
+        self._loop_key = ("django_tiercache", object())
         self._last_logged: dict[str, float] = {}
 
     def execute(self, request: Request) -> object:
@@ -81,12 +81,12 @@ class Backbone:
 
     def async_tier(self) -> AsyncRedisTier:
         """Return the async tier of the running event loop (made on first use)."""
-        return registry.per_loop(("django_tiercache", id(self)), self._async_tier)
+        return registry.per_loop(self._loop_key, self._async_tier, AsyncRedisTier.aclose)
 
     def _async_tier(self) -> AsyncRedisTier:
+        assert self.assembly.topology is not None
         assert self.assembly.breaker is not None
-        client = self.options.core.redis_settings().async_client()
-        return AsyncRedisTier(client, self.assembly.breaker)
+        return AsyncRedisTier(self.assembly.topology, self.assembly.breaker)
 
     @property
     def sync_executor(self) -> Callable[[Request], object] | None:
@@ -124,7 +124,7 @@ class Backbone:
 
 def signing_keys(options: BackendOptions) -> tuple[str, ...]:
     """Return the key that signs, then the keys that still verify (a rotation's old keys)."""
-    if options.SIGNING_KEY is not None:
+    if options.SIGNING_KEY:  # '' counts as unset, as it always has
         return (options.SIGNING_KEY,)
     return (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ()))
 
