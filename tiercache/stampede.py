@@ -137,6 +137,10 @@ class Stampede:
         self._random = random
         self._token = token
         self._backup: MemoryTier | None = None
+        #: Callers that took the value another caller loaded (they did not load it).
+        self.joins = 0
+        #: Stale values served: while refreshing, or when the loader or Redis failed.
+        self.stale_served = 0
 
     # -- the fail-safe copy ------------------------------------------------------------
 
@@ -185,18 +189,19 @@ class Stampede:
         if down and plan.fail_safe:
             stale, age = self._kept(key), 0.0
             if stale is not MISSING:
-                return Success(stale)  # Redis is down: don't stampede the source
+                return self._stale(stale)  # Redis is down: don't stampede the source
         revalidate = stale is not MISSING and plan.stale_ttl > 0 and age <= plan.stale_ttl
         flight = (self._scope, key)
         if revalidate:
             lead = yield Join(flight, wait=False)
             if lead is not LEADING:
-                return Success(stale)  # somebody is refreshing it
+                return self._stale(stale)  # somebody is refreshing it
         else:
             lead = yield Join(flight)
             while lead is ABANDONED:
                 lead = yield Join(flight)
             if lead is not LEADING:
+                self.joins += 1
                 return lead  # type: ignore[return-value]
         serve_stale = revalidate or (
             stale is not MISSING and plan.fail_safe > 0 and age <= plan.fail_safe
@@ -207,6 +212,10 @@ class Stampede:
                 key, namespace, plan, fallback, down=down, revalidate=revalidate
             )
         )
+
+    def _stale(self, value: object) -> Success[object]:
+        self.stale_served += 1
+        return Success(value)
 
     def _compute(
         self,
@@ -230,7 +239,7 @@ class Stampede:
             if isinstance(got, _Found):
                 return Success(got.value)
             if got is _STALE:
-                return Success(stale)
+                return self._stale(stale)
             token = str(got)
         loaded = yield Load()
         assert isinstance(loaded, Loaded)
@@ -244,7 +253,7 @@ class Stampede:
             error.__cause__ = loaded.error
             failed = policy.failed(namespace, error)
             fallback = stale if stale is not MISSING or not plan.fail_safe else self._kept(key)
-            return failed if fallback is MISSING else Success(fallback)
+            return failed if fallback is MISSING else self._stale(fallback)
         stored = yield from self._store(key, namespace, loaded.value, plan)
         if token:
             yield from self._unlock(key, token)
