@@ -247,7 +247,7 @@ class Stampede:
             if token:
                 yield from self._unlock(key, token)
             error = LoaderFailed(
-                f"loader of key {key!r} raised {type(loaded.error).__name__}: {loaded.error}",
+                f"loader of key {{key}} raised {type(loaded.error).__name__}: {loaded.error}",
                 key=key,
             )
             error.__cause__ = loaded.error

@@ -163,6 +163,8 @@ async def test_a_failing_loader_fails_every_waiter_once_then_is_retried(
     errors = [failure_of(result) for result in results]
     assert all(isinstance(error, LoaderFailed) for error in errors)
     assert isinstance(errors[0].__cause__, RuntimeError)
+    assert "'cold'" in str(errors[0])  # the caller's key, not the prefixed one
+    assert errors[0].key == "cold"
     assert cache.cache._assembly.stampede.joins == 7  # the figure metrics export
     assert success_of(await get_or_set(cache, "cold", Loader("later"), 60)) == "later"
     assert cache.cache.metrics.get_error_kinds()["default"]["LoaderFailed"] == 1  # type: ignore[attr-defined]
