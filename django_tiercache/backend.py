@@ -20,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from returns.result import Failure, Result, Success
 
 from django_tiercache.backbone import Backbone, backbone_for
+from django_tiercache.inspection import KeyInspection, inspect_key
 from django_tiercache.metrics import metrics_for
 from django_tiercache.options import BackendOptions, parse_options
 from tiercache.breaker import CircuitBreaker
@@ -178,6 +179,13 @@ class TieredCache(BaseCache):
         if isinstance(result, Failure):
             raise result.failure()  # an operator's action: say it failed, never "0 deleted"
         return result.unwrap()
+
+    def inspect(self, key: Any, version: int | None = None) -> KeyInspection:
+        """Return how `key` is held in this process's L1 and in Redis, changing neither."""
+        redis_key = self._prefix + self.make_key(key, version)
+        return inspect_key(
+            str(key), redis_key, l1=self.l1, codec=self._backbone.codec, execute=self._sync
+        )
 
     # -- keys, timeouts, failures ----------------------------------------------------
 
