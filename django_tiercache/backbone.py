@@ -14,14 +14,17 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from django_tiercache.aggregation import RedisCounterStore
 from django_tiercache.codec import DjangoCodec
+from django_tiercache.conf import app_settings
+from django_tiercache.metrics import AliasMetrics, operation_of
 from django_tiercache.options import BackendOptions
 from django_tiercache.serializers import Serializer
+from django_tiercache.workers import probe_of
 from tiercache import registry
 from tiercache.commands import Request
 from tiercache.composite import Assembly, assemble
 from tiercache.errors import CacheError, CacheUnavailable
-from tiercache.ports import CacheMetricsProtocol
 from tiercache.redis_tier import AsyncRedisTier, RedisTier
 
 __all__ = ["Backbone", "backbone_for", "signing_keys"]
@@ -34,35 +37,46 @@ _LOG_EVERY = 10.0  # seconds between two log lines about the same kind of failur
 class Backbone:
     """The shared parts of one alias: policy, codec, sync tier, async tiers per loop."""
 
-    def __init__(
-        self,
-        alias: str,
-        options: BackendOptions,
-        keys: tuple[str, ...],
-        metrics: CacheMetricsProtocol,
-    ) -> None:
+    def __init__(self, alias: str, options: BackendOptions, keys: tuple[str, ...]) -> None:
         self.alias = alias
         self.options = options
         self.codec = DjangoCodec(_serializer(options, keys))
-        self.assembly: Assembly = assemble(self.options.core, self.codec, metrics)
+        self.metrics = AliasMetrics(alias, push_interval=options.METRICS_PUSH_INTERVAL)
+        self.assembly: Assembly = assemble(self.options.core, self.codec, self.metrics)
         self.policy = self.assembly.policy
         self.sync_tier: RedisTier | None = None
         if self.options.core.url is not None:
             assert self.assembly.breaker is not None
             client = self.options.core.redis_settings().sync_client()
             self.sync_tier = RedisTier(client, self.assembly.breaker)
+            # The counters travel through this cache's own tier: its timeouts, its breaker.
+            node = self.options.core.location
+            self.metrics.connect(
+                RedisCounterStore(
+                    self.sync_tier.execute,
+                    f"{app_settings().METRICS_KEY_PREFIX}{{{options.core.key_prefix}{alias}}}",
+                ),
+                lambda: probe_of(self.assembly, node),
+            )
         self._last_logged: dict[str, float] = {}
 
     def execute(self, request: Request) -> object:
-        """Run a request on the sync client."""
+        """Run a request on the sync client, timing it into the metrics."""
         assert self.sync_tier is not None
-        return self.sync_tier.execute(request)
+        started = time.perf_counter()
+        try:
+            return self.sync_tier.execute(request)
+        finally:
+            self.metrics.record_latency("l2", operation_of(request), time.perf_counter() - started)
 
     async def execute_async(self, request: Request) -> object:
-        """Run a request on the client of the running event loop."""
-        return await registry.per_loop(("django_tiercache", id(self)), self._async_tier).execute(
-            request
-        )
+        """Run a request on the client of the running event loop, timing it."""
+        tier = registry.per_loop(("django_tiercache", id(self)), self._async_tier)
+        started = time.perf_counter()
+        try:
+            return await tier.execute(request)
+        finally:
+            self.metrics.record_latency("l2", operation_of(request), time.perf_counter() - started)
 
     def _async_tier(self) -> AsyncRedisTier:
         assert self.assembly.breaker is not None
@@ -116,13 +130,15 @@ def _serializer(options: BackendOptions, keys: tuple[str, ...]) -> Serializer:
     return serializer
 
 
-def backbone_for(
-    alias: str, options: BackendOptions, metrics: Callable[[], CacheMetricsProtocol]
-) -> Backbone:
-    """Return the process-wide backbone of an alias, building it once."""
+def backbone_for(alias: str, options: BackendOptions) -> Backbone:
+    """Return the process-wide backbone of an alias, building it once.
+
+    Keyed by everything that shapes it and its metrics: a second cache on the same Redis
+    with other options gets its own.
+    """
     keys = signing_keys(options)  # part of the identity: a rotation makes a new backbone
     return registry.shared(
-        ("django_tiercache", alias, options, keys),
-        lambda: Backbone(alias, options, keys, metrics()),
+        ("django_tiercache", alias, options, keys, app_settings().METRICS_KEY_PREFIX),
+        lambda: Backbone(alias, options, keys),
         close=Backbone.close,
     )

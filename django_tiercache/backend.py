@@ -21,7 +21,7 @@ from returns.result import Failure, Result, Success
 
 from django_tiercache.backbone import Backbone, backbone_for
 from django_tiercache.inspection import KeyInspection, inspect_key
-from django_tiercache.metrics import metrics_for
+from django_tiercache.metrics import AliasMetrics
 from django_tiercache.options import BackendOptions, parse_options
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
@@ -31,7 +31,6 @@ from tiercache.globs import escape_glob
 from tiercache.keys import KeyMemo, namespace_of
 from tiercache.memory import MISSING, MemoryTier
 from tiercache.policy import Flow, TierPolicy
-from tiercache.ports import CacheMetricsProtocol
 from tiercache.stampede import Loading, aload, load, make_plan
 
 __all__ = ["TieredCache"]
@@ -80,7 +79,7 @@ class TieredCache(BaseCache):
     @cached_property
     def _backbone(self) -> Backbone:
         options = self.options
-        return backbone_for(self.alias, options, lambda: metrics_for(self.alias))
+        return backbone_for(self.alias, options)
 
     @cached_property
     def _policy(self) -> TierPolicy:
@@ -97,11 +96,9 @@ class TieredCache(BaseCache):
     # -- what tooling reads ----------------------------------------------------------
 
     @property
-    def metrics(self) -> CacheMetricsProtocol:
-        """Return the metrics store of this alias."""
-        metrics = self._policy.metrics
-        assert metrics is not None
-        return metrics
+    def metrics(self) -> AliasMetrics:
+        """Return the metrics of this alias (summed over processes by its pusher)."""
+        return self._backbone.metrics
 
     @property
     def l1(self) -> MemoryTier | None:

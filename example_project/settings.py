@@ -77,7 +77,11 @@ CACHES = {
     }
 }
 
-TIERCACHE = {"SERVER_TIMING": True}
+TIERCACHE = {
+    "SERVER_TIMING": True,
+    # `manage.py tiercache_demo` makes a token and prints it; without one /metrics is closed.
+    "METRICS_TOKEN": os.environ.get("TIERCACHE_METRICS_TOKEN") or None,
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -23,7 +23,7 @@ from tiercache.operations import CacheOperations
 from tiercache.options import CacheOptions
 from tiercache.ports import CacheMetricsProtocol, JSONObject
 from tiercache.redis_tier import AsyncRedisTier, RedisTier
-from tiercache.stampede import Loading, Plan, aload, load, make_plan
+from tiercache.stampede import Loading, Plan, Stampede, aload, load, make_plan
 
 __all__ = ["AsyncTieredCache", "TieredCache"]
 
@@ -77,6 +77,11 @@ class _Shell:
     def bus(self) -> LocalBus:
         """Return the invalidation bus that keeps this cache's L1 coherent."""
         return self._assembly.bus
+
+    @property
+    def stampede(self) -> Stampede:
+        """Return the get_or_set guard (its counters feed the metrics)."""
+        return self._assembly.stampede
 
     def _loading(
         self,

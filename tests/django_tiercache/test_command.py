@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
 from django_tiercache.metrics import metrics_for
@@ -106,7 +107,8 @@ def test_a_location_list_is_refused_by_the_metrics_as_by_the_checks(use_caches: 
     # connection for a LOCATION the system checks reject.
     use_caches(["redis://127.0.0.1:6379/0"])
 
-    assert metrics_for("default").shares_counts is False
+    with pytest.raises(ImproperlyConfigured, match="LOCATION"):
+        metrics_for("default")  # the metrics live in the backbone, built from parsed options
 
 
 # -- inspect ---------------------------------------------------------------------------

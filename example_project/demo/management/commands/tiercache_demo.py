@@ -50,8 +50,9 @@ class Command(BaseCommand):
             url, how, private = self._choose_redis(options["redis"], no_redis=options["no_redis"])
             call_command("migrate", interactive=False, verbosity=0)
             password = self._demo_admin()
+            token = os.environ.get("TIERCACHE_METRICS_TOKEN") or secrets.token_urlsafe(16)
             site = f"http://{options['addr']}:{options['port']}"
-            self._banner(site, url, how, password)
+            self._banner(site, url, how, password, token)
             server = subprocess.Popen(
                 [
                     *die_with_parent(),
@@ -61,7 +62,7 @@ class Command(BaseCommand):
                     f"{options['addr']}:{options['port']}",
                     "--noreload",
                 ],
-                env={**os.environ, "TIERCACHE_REDIS_URL": url},
+                env={**os.environ, "TIERCACHE_REDIS_URL": url, "TIERCACHE_METRICS_TOKEN": token},
             )
             server.wait()
         except KeyboardInterrupt:
@@ -98,13 +99,14 @@ class Command(BaseCommand):
         user.save()
         return password
 
-    def _banner(self, site: str, url: str, how: str, password: str) -> None:
+    def _banner(self, site: str, url: str, how: str, password: str, token: str) -> None:
         write = self.stdout.write
         write(self.style.SUCCESS("tiercache example site"))
         write(f"  Redis:        {url or '-'}  [{how}]")
         write(f"  Site:         {site}/")
         write(f"  Cache stats:  {site}/admin/django_tiercache/cachestats/")
         write(f"  Log in as:    {DEMO_USER} / {password}")
+        write(f"  Prometheus:   curl -H 'Authorization: Bearer {token}' {site}/metrics")
         if url:
             write(f"  Operators:    TIERCACHE_REDIS_URL={url} {MANAGE_PY} tiercache stats")
         write("  Visit a few pages (or /simulate/), then reload the stats page. Stop with Ctrl-C.")
