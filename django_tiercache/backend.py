@@ -20,12 +20,8 @@ from django.core.exceptions import ImproperlyConfigured
 from returns.result import Failure, Result, Success
 
 from django_tiercache.backbone import Backbone, backbone_for
-<<<<<<< HEAD
-from django_tiercache.metrics import AliasMetrics
-=======
 from django_tiercache.inspection import KeyInspection, inspect_key
-from django_tiercache.metrics import metrics_for
->>>>>>> main
+from django_tiercache.metrics import AliasMetrics
 from django_tiercache.options import BackendOptions, parse_options
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
