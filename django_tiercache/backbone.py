@@ -116,7 +116,7 @@ class Backbone:
 
 def signing_keys(options: BackendOptions) -> tuple[str, ...]:
     """Return the key that signs, then the keys that still verify (a rotation's old keys)."""
-    if options.SIGNING_KEY is not None:
+    if options.SIGNING_KEY:  # '' counts as unset, as it always has
         return (options.SIGNING_KEY,)
     return (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ()))
 

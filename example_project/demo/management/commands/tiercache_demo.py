@@ -108,7 +108,9 @@ class Command(BaseCommand):
         write(f"  Log in as:    {DEMO_USER} / {password}")
         write(f"  Prometheus:   curl -H 'Authorization: Bearer {token}' {site}/metrics")
         if url:
-            write(f"  Operators:    TIERCACHE_REDIS_URL={url} {MANAGE_PY} tiercache stats")
+            python = os.path.relpath(sys.executable)
+            manage = os.path.relpath(MANAGE_PY)
+            write(f"  Operators:    TIERCACHE_REDIS_URL={url} {python} {manage} tiercache stats")
         write("  Visit a few pages (or /simulate/), then reload the stats page. Stop with Ctrl-C.")
         self.stdout.flush()
 
