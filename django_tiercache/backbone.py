@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from django_tiercache.aggregation import RedisCounterStore
@@ -40,14 +41,23 @@ class Backbone:
     def __init__(self, alias: str, options: BackendOptions, keys: tuple[str, ...]) -> None:
         self.alias = alias
         self.options = options
+        # Built first: redis-py checks the URL's query here, before any thread starts.
+        client = None
+        if options.core.url is not None:
+            try:
+                client = options.core.redis_settings().sync_client()
+            except ValueError as error:  # e.g. "?socket_timeout=abc"
+                raise ImproperlyConfigured(
+                    f"CACHES[{alias!r}]['LOCATION'] {options.core.location!r} is refused by "
+                    f"redis-py: {error}"
+                ) from None
         self.codec = DjangoCodec(_serializer(options, keys))
         self.metrics = AliasMetrics(alias, push_interval=options.METRICS_PUSH_INTERVAL)
         self.assembly: Assembly = assemble(self.options.core, self.codec, self.metrics)
         self.policy = self.assembly.policy
         self.sync_tier: RedisTier | None = None
-        if self.options.core.url is not None:
+        if client is not None:
             assert self.assembly.breaker is not None
-            client = self.options.core.redis_settings().sync_client()
             self.sync_tier = RedisTier(client, self.assembly.breaker)
             # The counters travel through this cache's own tier: its timeouts, its breaker.
             node = self.options.core.location
