@@ -41,24 +41,19 @@ class Backbone:
     def __init__(self, alias: str, options: BackendOptions, keys: tuple[str, ...]) -> None:
         self.alias = alias
         self.options = options
-        # Built first: redis-py checks the URL's query here, before any thread starts.
-        client = None
-        if options.core.url is not None:
-            try:
-                client = options.core.redis_settings().sync_client()
-            except ValueError as error:  # e.g. "?socket_timeout=abc"
-                raise ImproperlyConfigured(
-                    f"CACHES[{alias!r}]['LOCATION'] {options.core.location!r} is refused by "
-                    f"redis-py: {error}"
-                ) from None
         self.codec = DjangoCodec(_serializer(options, keys))
         self.metrics = AliasMetrics(alias, push_interval=options.METRICS_PUSH_INTERVAL)
-        self.assembly: Assembly = assemble(self.options.core, self.codec, self.metrics)
+        try:
+            self.assembly: Assembly = assemble(self.options.core, self.codec, self.metrics)
+        except ValueError as error:  # redis-py refuses the URL's query, e.g. "?socket_timeout=x"
+            raise ImproperlyConfigured(
+                f"CACHES[{alias!r}]['LOCATION'] {options.core.location!r}: {error}"
+            ) from None
         self.policy = self.assembly.policy
         self.sync_tier: RedisTier | None = None
-        if client is not None:
+        if self.assembly.topology is not None:
             assert self.assembly.breaker is not None
-            self.sync_tier = RedisTier(client, self.assembly.breaker)
+            self.sync_tier = RedisTier(self.assembly.topology, self.assembly.breaker)
             # The counters travel through this cache's own tier: its timeouts, its breaker.
             node = self.options.core.location
             self.metrics.connect(
@@ -68,6 +63,7 @@ class Backbone:
                 ),
                 lambda: probe_of(self.assembly, node),
             )
+        self._loop_key = ("django_tiercache", object())
         self._last_logged: dict[str, float] = {}
 
     def execute(self, request: Request) -> object:
@@ -81,7 +77,7 @@ class Backbone:
 
     async def execute_async(self, request: Request) -> object:
         """Run a request on the client of the running event loop, timing it."""
-        tier = registry.per_loop(("django_tiercache", id(self)), self._async_tier)
+        tier = registry.per_loop(self._loop_key, self._async_tier, AsyncRedisTier.aclose)
         started = time.perf_counter()
         try:
             return await tier.execute(request)
@@ -89,9 +85,9 @@ class Backbone:
             self.metrics.record_latency("l2", operation_of(request), time.perf_counter() - started)
 
     def _async_tier(self) -> AsyncRedisTier:
+        assert self.assembly.topology is not None
         assert self.assembly.breaker is not None
-        client = self.options.core.redis_settings().async_client()
-        return AsyncRedisTier(client, self.assembly.breaker)
+        return AsyncRedisTier(self.assembly.topology, self.assembly.breaker)
 
     @property
     def sync_executor(self) -> Callable[[Request], object] | None:

@@ -15,6 +15,8 @@ from tests.redis_server import RedisServer
 from tiercache import CacheMetricsProtocol, CircuitBreaker
 from tiercache.commands import SET
 from tiercache.redis_tier import RedisTier
+from tiercache.settings import RedisSettings
+from tiercache.topology import StandaloneTopology
 
 KEY = "tiercache:metrics:{test}"
 
@@ -38,8 +40,7 @@ def _close_tiers() -> Iterator[None]:
 
 
 def _tier(url: str, breaker: CircuitBreaker | None = None) -> RedisTier:
-    client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.25)
-    tier = RedisTier(client, breaker or CircuitBreaker())
+    tier = RedisTier(StandaloneTopology(RedisSettings(url)), breaker or CircuitBreaker())
     _tiers.append(tier)
     return tier
 
