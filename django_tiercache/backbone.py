@@ -25,7 +25,7 @@ from django_tiercache.workers import probe_of
 from tiercache import registry
 from tiercache.commands import Request
 from tiercache.composite import Assembly, assemble
-from tiercache.errors import CacheError
+from tiercache.errors import CacheError, CacheUnavailable
 from tiercache.redis_tier import AsyncRedisTier, RedisTier
 
 __all__ = ["Backbone", "backbone_for", "signing_keys"]
@@ -106,13 +106,16 @@ class Backbone:
         if now - self._last_logged.get(kind, -_LOG_EVERY) < _LOG_EVERY:
             return
         self._last_logged[kind] = now
-        logger.warning(
-            "cache %r: %s failed (%s: %s); serving without Redis",
-            self.alias,
-            operation,
-            kind,
-            error,
-        )
+        if isinstance(error, CacheUnavailable):
+            logger.warning(
+                "cache %r: %s failed (%s: %s); serving without Redis",
+                self.alias,
+                operation,
+                kind,
+                error,
+            )
+        else:  # the key or the value is at fault, not Redis
+            logger.warning("cache %r: %s skipped (%s: %s)", self.alias, operation, kind, error)
 
     def close(self) -> None:
         """Release the sync connection pool."""

@@ -222,12 +222,26 @@ class TieredCache(BaseCache):
             timeout = self.default_timeout
         return None if timeout is None else max(0, int(timeout))  # type: ignore[call-overload]
 
+    def _callers_key(self, stored: str) -> str:
+        """Return the key a caller wrote for the Redis key `stored`, to name it in errors.
+
+        Only Django's own key function can be read backwards; with another, errors
+        name the key that function made.
+        """
+        head = self._prefix + self.key_prefix + ":"
+        if self.key_func is default_key_func and stored.startswith(head):
+            _version, _, key = stored[len(head) :].partition(":")
+            return key
+        return stored
+
     def _settle(self, result: Result[T, CacheError], operation: str, fallback: T) -> T:
         """Return a success's value; raise for a caller's mistake; else log and fall back."""
         if type(result) is Success:  # not isinstance: an ABC check, on every L1 hit
             value: T = result.unwrap()
             return value
         error = result.failure()
+        if error.key is not None:
+            error.named(self._callers_key(error.key))
         if isinstance(error, NotSerializable):
             raise pickle.PicklingError(str(error))
         if isinstance(error, NotAnInteger):  # incr/decr of a value that is not an int

@@ -76,6 +76,15 @@ def as_flow(outcome: Outcome[T]) -> Flow[T]:
     return cast("Result[T, CacheError]", outcome)
 
 
+def _not_an_integer(key: str, amount: int, overflow: bool) -> NotAnInteger:
+    """Return why adding `amount` to `key` failed (Redis's error text tells which)."""
+    if overflow:
+        message = f"adding {amount} to the value of key {{key}} would overflow 64 bits"
+    else:
+        message = "value of key {key} is not an integer"
+    return NotAnInteger(message, key=key)
+
+
 def _ms(seconds: float | None) -> int:
     """Return a TTL in whole milliseconds for Redis, 0 meaning none."""
     return 0 if seconds is None else max(1, round(seconds * 1000))
@@ -147,10 +156,10 @@ class TierPolicy:
         try:
             raw = self.codec.dumps(key, value)
         except NotSerializable as error:
-            raise NotSerializable(f"value for key {key!r}: {error}", key=key) from None
+            raise NotSerializable(f"value for key {{key}}: {error}", key=key) from None
         if self.max_value_bytes is not None and len(raw) > self.max_value_bytes:
             raise ValueTooLarge(
-                f"value for key {key!r} is {len(raw)} bytes, over the limit of "
+                f"value for key {{key}} is {len(raw)} bytes, over the limit of "
                 f"{self.max_value_bytes}",
                 key=key,
             )
@@ -233,7 +242,7 @@ class TierPolicy:
         try:
             stored = yield ("GET", key)
         except CorruptData as error:
-            return self.failed(namespace, CorruptData(f"key {key!r}: {error}", key=key))
+            return self.failed(namespace, CorruptData(f"key {{key}}: {error}", key=key))
         except CacheError as error:
             return self.failed(namespace, error)
         if not isinstance(stored, bytes):
@@ -506,9 +515,8 @@ class TierPolicy:
             reply = yield commands.evalsha(
                 commands.INCREMENT, [key], amount, int(must_exist), channel, message
             )
-        except NotAnInteger:
-            wrong = NotAnInteger(f"value of key {key!r} is not an integer", key=key)
-            return self.failed(namespace, wrong)
+        except NotAnInteger as error:
+            return self.failed(namespace, _not_an_integer(key, amount, "overflow" in str(error)))
         except CacheError as error:
             self._changed((key,))
             return self.failed(namespace, error)
@@ -519,9 +527,9 @@ class TierPolicy:
         def change(held: object) -> object:
             current = 0 if held is MISSING else self.codec.to_int(self.codec.from_l1(held))
             if current is None:
-                raise NotAnInteger(f"value of key {key!r} is not an integer", key=key)
+                raise _not_an_integer(key, amount, overflow=False)
             if not -(2**63) <= current + amount < 2**63:  # Redis's INCRBY range
-                raise NotAnInteger(f"increment of key {key!r} would overflow", key=key)
+                raise _not_an_integer(key, amount, overflow=True)
             return self.codec.to_l1(self.codec.from_int(current + amount), b"")
 
         if must_exist and l1.get(key) is MISSING:
