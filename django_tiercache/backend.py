@@ -502,11 +502,12 @@ class TieredCache(DjangoRedisAPI):
     async def aclear(self) -> None:
         self._settle(await drive_async(self._clear(), self._async), "clear", 0)
 
-    @property
+    # Cached: every call, an L1 hit included, hands its driver the executor.
+    @cached_property
     def _sync(self) -> Callable[..., object] | None:
         return self._backbone.sync_executor
 
-    @property
+    @cached_property
     def _async(self) -> Callable[..., Any] | None:
         return self._backbone.async_executor
 
