@@ -12,10 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from django_tiercache.aggregation import RedisCounterStore
 from django_tiercache.codec import DjangoCodec
+from django_tiercache.compression import CompressingSerializer
 from django_tiercache.conf import app_settings
 from django_tiercache.metrics import AliasMetrics, operation_of
 from django_tiercache.options import BackendOptions
@@ -24,7 +26,7 @@ from django_tiercache.workers import probe_of
 from tiercache import registry
 from tiercache.commands import Request
 from tiercache.composite import Assembly, assemble
-from tiercache.errors import CacheError
+from tiercache.errors import CacheError, CacheUnavailable
 from tiercache.redis_tier import AsyncRedisTier, RedisTier
 
 __all__ = ["Backbone", "backbone_for", "signing_keys"]
@@ -42,7 +44,12 @@ class Backbone:
         self.options = options
         self.codec = DjangoCodec(_serializer(options, keys))
         self.metrics = AliasMetrics(alias, push_interval=options.METRICS_PUSH_INTERVAL)
-        self.assembly: Assembly = assemble(self.options.core, self.codec, self.metrics)
+        try:
+            self.assembly: Assembly = assemble(self.options.core, self.codec, self.metrics)
+        except ValueError as error:  # redis-py refuses the URL's query, e.g. "?socket_timeout=x"
+            raise ImproperlyConfigured(
+                f"CACHES[{alias!r}]['LOCATION'] {options.core.location!r}: {error}"
+            ) from None
         self.policy = self.assembly.policy
         self.sync_tier: RedisTier | None = None
         if self.assembly.topology is not None:
@@ -73,12 +80,16 @@ class Backbone:
 
     async def execute_async(self, request: Request) -> object:
         """Run a request on the client of the running event loop, timing it."""
-        tier = registry.per_loop(self._loop_key, self._async_tier, AsyncRedisTier.aclose)
+        tier = self.async_tier()
         started = time.perf_counter()
         try:
             return await tier.execute(request)
         finally:
             self.metrics.record_latency("l2", operation_of(request), time.perf_counter() - started)
+
+    def async_tier(self) -> AsyncRedisTier:
+        """Return the async tier of the running event loop (made on first use)."""
+        return registry.per_loop(self._loop_key, self._async_tier, AsyncRedisTier.aclose)
 
     def _async_tier(self) -> AsyncRedisTier:
         assert self.assembly.topology is not None
@@ -99,18 +110,24 @@ class Backbone:
 
     def log_failure(self, operation: str, error: CacheError) -> None:
         """Log a failure, at most once per kind every few seconds (no flooding)."""
+        if self.options.LOG_IGNORED_EXCEPTIONS:  # every one, as django-redis does
+            logger.error("Exception ignored", exc_info=error)
+            return
         kind = type(error).__name__
         now = time.monotonic()
         if now - self._last_logged.get(kind, -_LOG_EVERY) < _LOG_EVERY:
             return
         self._last_logged[kind] = now
-        logger.warning(
-            "cache %r: %s failed (%s: %s); serving without Redis",
-            self.alias,
-            operation,
-            kind,
-            error,
-        )
+        if isinstance(error, CacheUnavailable):
+            logger.warning(
+                "cache %r: %s failed (%s: %s); serving without Redis",
+                self.alias,
+                operation,
+                kind,
+                error,
+            )
+        else:  # the key or the value is at fault, not Redis
+            logger.warning("cache %r: %s skipped (%s: %s)", self.alias, operation, kind, error)
 
     def close(self) -> None:
         """Release the sync connection pool."""
@@ -128,6 +145,8 @@ def signing_keys(options: BackendOptions) -> tuple[str, ...]:
 def _serializer(options: BackendOptions, keys: tuple[str, ...]) -> Serializer:
     factory = import_string(options.SERIALIZER)
     serializer: Serializer = factory(keys[0], keys[1:])
+    if options.COMPRESSOR:  # each value names its algorithm: any of them reads back
+        return CompressingSerializer(serializer, options.COMPRESSOR, options.COMPRESS_MIN_BYTES)
     return serializer
 
 

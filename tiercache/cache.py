@@ -15,14 +15,14 @@ from tiercache.commands import Request
 from tiercache.composite import Assembly, assemble
 from tiercache.drivers import drive, drive_async
 from tiercache.errors import CacheError
-from tiercache.keys import DEFAULT_NAMESPACE, check_key, check_ttl, namespace_of
+from tiercache.keys import check_ttl
 from tiercache.memory import MemoryTier
 from tiercache.metrics import CacheMetrics
 from tiercache.operations import CacheOperations
 from tiercache.options import CacheOptions
 from tiercache.ports import CacheMetricsProtocol, JSONObject
 from tiercache.redis_tier import AsyncRedisTier, RedisTier
-from tiercache.stampede import Loading, Stampede, aload, load, make_plan
+from tiercache.stampede import Loading, Plan, Stampede, aload, load, make_plan
 
 __all__ = ["AsyncTieredCache", "TieredCache"]
 
@@ -35,6 +35,7 @@ class _Shell:
         self._assembly: Assembly = assemble(options, TextCodec(), self.metrics)
         self._ops = CacheOperations(
             self._assembly.policy,
+            self._assembly.stampede,
             key_prefix=options.key_prefix,
             namespace_separator=options.namespace_separator,
             default_ttl=options.default_ttl,
@@ -93,20 +94,15 @@ class _Shell:
     ) -> Loading | Failure[CacheError]:
         """Return the get_or_set flow of `key`, or the Failure its arguments deserve."""
         options = self.options
-        namespace = DEFAULT_NAMESPACE
-        if isinstance(key, str):
-            namespace = namespace_of(key, options.namespace_separator)
-        bad = check_key(key) or (check_ttl(ttl, key) if ttl is not None else None)
-        plan = bad or make_plan(
+        bad = check_ttl(ttl, key) if ttl is not None else None
+        plan: Plan | CacheError = bad or make_plan(
             options.default_ttl if ttl is None else ttl,
             lock=lock,
             stale_ttl=stale_ttl,
             fail_safe=fail_safe,
             jitter=options.ttl_jitter if jitter is None else jitter,
         )
-        if isinstance(plan, CacheError):
-            return self._assembly.policy.failed(namespace, plan)
-        return self._assembly.stampede.flow(options.key_prefix + key, namespace, plan)
+        return self._ops.get_or_set(key, plan)
 
     def __repr__(self) -> str:
         size = self.options.l1_maxsize or 0

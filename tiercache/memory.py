@@ -78,6 +78,8 @@ class MemoryTier:
         self._clock = clock  # wall-clock seconds, only to show entries to tooling
         self._lock = threading.Lock()
         self._bytes = 0
+        #: Entries dropped to make room (by count or by bytes), since the tier was made.
+        self.evictions = 0
         self._data = _LRU(maxsize, self._evicted)
         # Sequence guard: the last invalidation sequence of recently invalidated keys;
         # keys that fell out of the bounded map count as invalidated at `_floor`.
@@ -88,6 +90,7 @@ class MemoryTier:
 
     def _evicted(self, entry: _Entry) -> None:
         self._bytes -= entry.size
+        self.evictions += 1
 
     def __len__(self) -> int:
         return len(self._data)

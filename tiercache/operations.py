@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from types import GeneratorType
+from typing import TypeVar
 
 from returns.result import Failure, Result, Success
 
@@ -25,8 +26,12 @@ from tiercache.keys import (
 from tiercache.memory import MISSING
 from tiercache.policy import Flow, Outcome, TierPolicy, as_flow
 from tiercache.ports import JSONObject
+from tiercache.stampede import Loading, Plan, Stampede
 
 __all__ = ["CacheOperations"]
+
+T = TypeVar("T")
+Y = TypeVar("Y")
 
 
 def _value_or_none(flow: Flow[object]) -> Flow[str | None]:
@@ -61,12 +66,14 @@ class CacheOperations:
     def __init__(
         self,
         policy: TierPolicy,
+        stampede: Stampede,
         *,
         key_prefix: str = "",
         namespace_separator: str = ":",
         default_ttl: int | None = None,
     ) -> None:
         self.policy = policy
+        self.stampede = stampede
         self.key_prefix = key_prefix
         self.separator = namespace_separator
         self.default_ttl = default_ttl
@@ -79,6 +86,11 @@ class CacheOperations:
             return None
         return self.key_prefix + key, namespace_of(key, self.separator)
 
+    def _key(self, key: object) -> tuple[str, str] | CacheError:
+        """Return the Redis key and namespace of `key`, or why it is not a key."""
+        resolved = self._keys[key] if type(key) is str else None
+        return resolved or check_key(key) or InvalidKey(f"key {key!r} is not valid")
+
     def _invalid(self, error: CacheError, key: object = None) -> Failure[CacheError]:
         namespace = namespace_of(key, self.separator) if isinstance(key, str) else None
         return self.policy.failed(namespace or DEFAULT_NAMESPACE, error)
@@ -88,14 +100,25 @@ class CacheOperations:
             return self.default_ttl
         return check_ttl(ttl, key) or ttl
 
+    def _named(
+        self, flow: Generator[Y, object, Result[T, CacheError]]
+    ) -> Generator[Y, object, Result[T, CacheError]]:
+        """Run a policy flow; its failure names the caller's key, not the prefixed one."""
+        result = yield from flow
+        if isinstance(result, Failure):
+            error = result.failure()
+            if error.key is not None and error.key.startswith(self.key_prefix):
+                error.named(error.key[len(self.key_prefix) :])
+        return result
+
     def get(self, key: str) -> Outcome[str | None]:
         """Return the value of `key`; an L1 hit builds no flow (see `TierPolicy.get`)."""
-        resolved = self._keys[key] if type(key) is str else None
-        if resolved is None:
-            return self._invalid(check_key(key) or InvalidKey(f"key {key!r} is not valid"))
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
         found = self.policy.get(*resolved)
         if isinstance(found, GeneratorType):
-            return _value_or_none(found)
+            return _value_or_none(self._named(found))
         return found  # type: ignore[return-value]  # an L1 hit: a str, never MISSING
 
     def get_json(self, key: str) -> Flow[JSONObject | None]:
@@ -110,14 +133,13 @@ class CacheOperations:
                 return text.map(lambda _: None)
 
     def set(self, key: str, value: str, ttl: int | None = None) -> Flow[None]:
-        if (bad := check_key(key)) is not None:
-            return self._invalid(bad)
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
         seconds = self._ttl(ttl, key)
         if isinstance(seconds, CacheError):
             return self._invalid(seconds, key)
-        stored = yield from self.policy.set(
-            self.key_prefix + key, namespace_of(key, self.separator), value, seconds
-        )
+        stored = yield from self._named(self.policy.set(*resolved, value, seconds))
         return stored.map(lambda _: None)
 
     def set_json(self, key: str, value: Mapping[str, object], ttl: int | None = None) -> Flow[None]:
@@ -135,43 +157,41 @@ class CacheOperations:
         return (yield from self.set(key, text, ttl))
 
     def delete(self, key: str) -> Flow[bool]:
-        if (bad := check_key(key)) is not None:
-            return self._invalid(bad)
-        removed = yield from self.policy.delete(
-            [self.key_prefix + key], namespace_of(key, self.separator)
-        )
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
+        full, namespace = resolved
+        removed = yield from self._named(self.policy.delete([full], namespace))
         return removed.map(bool)
 
     def exists(self, key: str) -> Flow[bool]:
-        if (bad := check_key(key)) is not None:
-            return self._invalid(bad)
-        return (
-            yield from self.policy.exists(self.key_prefix + key, namespace_of(key, self.separator))
-        )
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
+        return (yield from self._named(self.policy.exists(*resolved)))
 
     def expire(self, key: str, seconds: int) -> Flow[bool]:
-        if (bad := check_key(key) or check_ttl(seconds, key)) is not None:
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
+        if (bad := check_ttl(seconds, key)) is not None:
             return self._invalid(bad, key)
-        return (
-            yield from self.policy.expire(
-                self.key_prefix + key, namespace_of(key, self.separator), seconds
-            )
-        )
+        return (yield from self._named(self.policy.expire(*resolved, seconds)))
 
     def ttl(self, key: str) -> Flow[int | None]:
-        if (bad := check_key(key)) is not None:
-            return self._invalid(bad)
-        left = yield from self.policy.ttl(self.key_prefix + key, namespace_of(key, self.separator))
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
+        left = yield from self._named(self.policy.ttl(*resolved))
         return left.map(lambda s: math.ceil(s) if isinstance(s, float | int) else None)
 
     def increment(self, key: str, amount: int = 1) -> Flow[int]:
-        if (bad := check_key(key)) is not None:
-            return self._invalid(bad)
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
         if (wrong := _check_amount(key, amount)) is not None:
             return self._invalid(wrong, key)
-        total = yield from self.policy.increment(
-            self.key_prefix + key, namespace_of(key, self.separator), amount
-        )
+        total = yield from self._named(self.policy.increment(*resolved, amount))
         return total.map(lambda n: n or 0)
 
     def decrement(self, key: str, amount: int = 1) -> Flow[int]:
@@ -200,31 +220,41 @@ class CacheOperations:
             wanted = list(keys) if not isinstance(keys, str) else [keys]
         except TypeError:
             return self._invalid(InvalidKey(f"keys must be an iterable of str, not {keys!r}"))
+        pairs: list[tuple[str, str]] = []
         for key in wanted:
-            if (bad := check_key(key)) is not None:
-                return self._invalid(bad)
-        prefix = self.key_prefix
-        found = yield from self.policy.get_many(
-            [(prefix + key, namespace_of(key, self.separator)) for key in wanted]
-        )
+            resolved = self._key(key)
+            if isinstance(resolved, CacheError):
+                return self._invalid(resolved)
+            pairs.append(resolved)
+        found = yield from self._named(self.policy.get_many(pairs))
         return found.map(
-            lambda hits: {key: hits.get(prefix + key) for key in wanted}  # type: ignore[misc]
+            lambda hits: {
+                key: hits.get(full)  # type: ignore[misc]
+                for key, (full, _) in zip(wanted, pairs, strict=True)
+            }
         )
 
     def set_many(self, mapping: Mapping[str, str], ttl: int | None = None) -> Flow[None]:
         if not isinstance(mapping, Mapping):
             kind = type(mapping).__name__
             return self._invalid(NotSerializable(f"set_many needs a mapping, got {kind}"))
-        for key in mapping:
-            if (bad := check_key(key)) is not None:
-                return self._invalid(bad)
+        items: list[tuple[str, str, object]] = []
+        for key, value in mapping.items():
+            resolved = self._key(key)
+            if isinstance(resolved, CacheError):
+                return self._invalid(resolved)
+            items.append((*resolved, value))
         seconds = self._ttl(ttl, "")
         if isinstance(seconds, CacheError):
             return self._invalid(seconds)
-        prefix = self.key_prefix
-        items = [
-            (prefix + key, namespace_of(key, self.separator), value)
-            for key, value in mapping.items()
-        ]
-        stored = yield from self.policy.set_many(items, seconds)
+        stored = yield from self._named(self.policy.set_many(items, seconds))
         return stored.map(lambda _: None)
+
+    def get_or_set(self, key: str, plan: Plan | CacheError) -> Loading | Failure[CacheError]:
+        """Return the get_or_set flow of `key`, or the Failure its arguments deserve."""
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
+        if isinstance(plan, CacheError):
+            return self._invalid(plan.named(key), key)
+        return self._named(self.stampede.flow(*resolved, plan))

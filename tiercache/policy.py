@@ -94,6 +94,15 @@ def as_flow(outcome: Outcome[T]) -> Flow[T]:
     return cast("Result[T, CacheError]", outcome)
 
 
+def _not_an_integer(key: str, amount: int, overflow: bool) -> NotAnInteger:
+    """Return why adding `amount` to `key` failed (Redis's error text tells which)."""
+    if overflow:
+        message = f"adding {amount} to the value of key {{key}} would overflow 64 bits"
+    else:
+        message = "value of key {key} is not an integer"
+    return NotAnInteger(message, key=key)
+
+
 def _ms(seconds: float | None) -> int:
     """Return a TTL in whole milliseconds for Redis, 0 meaning none."""
     return 0 if seconds is None else max(1, round(seconds * 1000))
@@ -165,10 +174,10 @@ class TierPolicy:
         try:
             raw = self.codec.dumps(key, value)
         except NotSerializable as error:
-            raise NotSerializable(f"value for key {key!r}: {error}", key=key) from None
+            raise NotSerializable(f"value for key {{key}}: {error}", key=key) from None
         if self.max_value_bytes is not None and len(raw) > self.max_value_bytes:
             raise ValueTooLarge(
-                f"value for key {key!r} is {len(raw)} bytes, over the limit of "
+                f"value for key {{key}} is {len(raw)} bytes, over the limit of "
                 f"{self.max_value_bytes}",
                 key=key,
             )
@@ -306,7 +315,7 @@ class TierPolicy:
         try:
             stored, tracked = self._tracked(request, (yield request))
         except CorruptData as error:
-            return self.failed(namespace, CorruptData(f"key {key!r}: {error}", key=key))
+            return self.failed(namespace, CorruptData(f"key {{key}}: {error}", key=key))
         except CacheError as error:
             return self.failed(namespace, error)
         if not isinstance(stored, bytes):
@@ -437,8 +446,12 @@ class TierPolicy:
         ttl: float | None,
         *,
         only_if_absent: bool = False,
+        only_if_present: bool = False,
     ) -> Flow[bool]:
-        """Store `value` for `ttl` seconds (None: no expiry); return whether it was stored."""
+        """Store `value` for `ttl` seconds (None: no expiry); return whether it was stored.
+
+        `only_if_absent` is Redis's NX, `only_if_present` its XX.
+        """
         try:
             raw = self._encode(key, value)
         except CacheError as error:
@@ -447,7 +460,8 @@ class TierPolicy:
         l1 = self.l1
         if not self.has_l2:
             assert l1 is not None
-            if only_if_absent and l1.get(key) is not MISSING:
+            held = l1.get(key) is not MISSING
+            if (only_if_absent and held) or (only_if_present and not held):
                 return Success(False)
             l1.put(key, self.codec.to_l1(value, raw), ttl, len(raw))
             self._announce("keys", (key,))
@@ -459,6 +473,8 @@ class TierPolicy:
             command += ("PX", _ms(ttl))
         if only_if_absent:
             command += ("NX",)
+        elif only_if_present:
+            command += ("XX",)
         keep = l1 is not None and self.bus.fills_allowed()
         try:
             if l1 is not None and self.bus.tracks:
@@ -518,10 +534,8 @@ class TierPolicy:
             return self.failed(items[0][1], error)
         self.bus.wrote(keys)
         if l1 is not None and self.bus.keeps_own_writes and self.bus.fills_allowed():
-            to_l1 = self.codec.to_l1
-            l1.put_many_if_unchanged(
-                [(key, to_l1(value, raw), len(raw)) for key, value, raw in encoded], ttl, since
-            )
+            held = [(key, self.codec.to_l1(value, raw), len(raw)) for key, value, raw in encoded]
+            l1.put_many_if_unchanged(held, ttl, since)
         elif l1 is not None:
             l1.invalidate(keys)
         self._announce("keys", keys)
@@ -582,9 +596,8 @@ class TierPolicy:
             add = commands.evalsha(commands.INCREMENT_EXISTING, [key], amount)
         try:
             [reply, *_] = yield from self._write([add], "keys", (key,))
-        except NotAnInteger:
-            wrong = NotAnInteger(f"value of key {key!r} is not an integer", key=key)
-            return self.failed(namespace, wrong)
+        except NotAnInteger as error:
+            return self.failed(namespace, _not_an_integer(key, amount, "overflow" in str(error)))
         except CacheError as error:
             self._changed((key,), surely=False)
             return self.failed(namespace, error)
@@ -595,17 +608,41 @@ class TierPolicy:
         def change(held: object) -> object:
             current = 0 if held is MISSING else self.codec.to_int(self.codec.from_l1(held))
             if current is None:
-                raise NotAnInteger(f"value of key {key!r} is not an integer", key=key)
+                raise _not_an_integer(key, amount, overflow=False)
             if not -(2**63) <= current + amount < 2**63:  # Redis's INCRBY range
-                raise NotAnInteger(f"increment of key {key!r} would overflow", key=key)
+                raise _not_an_integer(key, amount, overflow=True)
             return self.codec.to_l1(self.codec.from_int(current + amount), b"")
 
         if must_exist and l1.get(key) is MISSING:
             return None
         return self.codec.to_int(self.codec.from_l1(l1.update(key, change)))
 
-    def delete_matching(self, glob: str, namespace: str) -> Flow[int]:
-        """Remove every key matching the Redis glob `glob`; return how many."""
+    def scan(
+        self, glob: str, cursor: int = 0, count: int | None = None
+    ) -> Flow[tuple[int, list[str]]]:
+        """Return the next cursor (0: done) and a batch of keys matching the Redis glob `glob`.
+
+        One SCAN step, never KEYS; without L2, L1's keys in one step.
+        """
+        if not self.has_l2:
+            l1, pattern = self.l1, glob_to_regex(glob)
+            assert l1 is not None
+            held = l1.keys()  # a snapshot taken under L1's lock
+            live = [key for key in held if pattern.fullmatch(key) and l1.get(key) is not MISSING]
+            return Success((0, live))
+        try:
+            reply = yield ("SCAN", cursor, "MATCH", glob, "COUNT", count or _SCAN_COUNT)
+        except CacheError as error:
+            return Failure(error)
+        next_cursor, batch = reply if isinstance(reply, list | tuple) else (0, [])
+        keys = [key.decode() if isinstance(key, bytes) else str(key) for key in batch]
+        return Success((int(next_cursor), keys))
+
+    def delete_matching(self, glob: str, namespace: str, count: int | None = None) -> Flow[int]:
+        """Remove every key matching the Redis glob `glob`; return how many.
+
+        `count` is the SCAN batch size hint (None: the default).
+        """
         held = self.l1.invalidate_matching(glob_to_regex(glob)) if self.l1 is not None else 0
         self._announce("pattern", pattern=glob)
         if not self.has_l2:
@@ -614,12 +651,12 @@ class TierPolicy:
         cursor: int = 0
         try:
             while True:
-                reply = yield ("SCAN", cursor, "MATCH", glob, "COUNT", _SCAN_COUNT)
+                reply = yield ("SCAN", cursor, "MATCH", glob, "COUNT", count or _SCAN_COUNT)
                 cursor, batch = reply if isinstance(reply, list | tuple) else (0, [])
                 cursor = int(cursor)
                 if batch:
-                    count = yield ("UNLINK", *batch)
-                    removed += count if isinstance(count, int) else 0
+                    unlinked = yield ("UNLINK", *batch)
+                    removed += unlinked if isinstance(unlinked, int) else 0
                 if cursor == 0:
                     break
             if self.bus.channel:  # tracking mode: the UNLINKs told the holders

@@ -137,9 +137,9 @@ class Stampede:
         self._random = random
         self._token = token
         self._backup: MemoryTier | None = None
-        #: Callers that waited for another caller's load instead of loading (metrics).
+        #: Callers that took the value another caller loaded (they did not load it).
         self.joins = 0
-        #: Stale or fail-safe values served instead of a fresh one (metrics).
+        #: Stale values served: while refreshing, or when the loader or Redis failed.
         self.stale_served = 0
 
     # -- the fail-safe copy ------------------------------------------------------------
@@ -189,15 +189,13 @@ class Stampede:
         if down and plan.fail_safe:
             stale, age = self._kept(key), 0.0
             if stale is not MISSING:
-                self.stale_served += 1
-                return Success(stale)  # Redis is down: don't stampede the source
+                return self._stale(stale)  # Redis is down: don't stampede the source
         revalidate = stale is not MISSING and plan.stale_ttl > 0 and age <= plan.stale_ttl
         flight = (self._scope, key)
         if revalidate:
             lead = yield Join(flight, wait=False)
             if lead is not LEADING:
-                self.stale_served += 1
-                return Success(stale)  # somebody is refreshing it
+                return self._stale(stale)  # somebody is refreshing it
         else:
             lead = yield Join(flight)
             while lead is ABANDONED:
@@ -214,6 +212,10 @@ class Stampede:
                 key, namespace, plan, fallback, down=down, revalidate=revalidate
             )
         )
+
+    def _stale(self, value: object) -> Success[object]:
+        self.stale_served += 1
+        return Success(value)
 
     def _compute(
         self,
@@ -237,8 +239,7 @@ class Stampede:
             if isinstance(got, _Found):
                 return Success(got.value)
             if got is _STALE:
-                self.stale_served += 1
-                return Success(stale)
+                return self._stale(stale)
             token = str(got)
         loaded = yield Load()
         assert isinstance(loaded, Loaded)
@@ -246,16 +247,13 @@ class Stampede:
             if token:
                 yield from self._unlock(key, token)
             error = LoaderFailed(
-                f"loader of key {key!r} raised {type(loaded.error).__name__}: {loaded.error}",
+                f"loader of key {{key}} raised {type(loaded.error).__name__}: {loaded.error}",
                 key=key,
             )
             error.__cause__ = loaded.error
             failed = policy.failed(namespace, error)
             fallback = stale if stale is not MISSING or not plan.fail_safe else self._kept(key)
-            if fallback is MISSING:
-                return failed
-            self.stale_served += 1
-            return Success(fallback)
+            return failed if fallback is MISSING else self._stale(fallback)
         stored = yield from self._store(key, namespace, loaded.value, plan)
         if token:
             yield from self._unlock(key, token)

@@ -128,6 +128,8 @@ class FakeL2:
             options = [str(arg) for arg in command[3:]]
             if "NX" in options and self._live(key) is not None:
                 return None
+            if "XX" in options and self._live(key) is None:
+                return None
             px = int(options[options.index("PX") + 1]) if "PX" in options else 0
             self._set(key, raw if isinstance(raw, bytes) else str(raw).encode(), px)
             return True

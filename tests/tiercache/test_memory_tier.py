@@ -147,6 +147,17 @@ def test_bytes_used_follows_evictions_by_count(clock: FakeClock) -> None:
     assert l1.bytes_used == 30 + 40
 
 
+def test_evictions_count_entries_dropped_for_room_not_removals(clock: FakeClock) -> None:
+    l1 = tier(clock, maxsize=2, max_bytes=100)
+    for key in "abc":
+        l1.put(key, key, ttl=None, size=10)  # "a" goes: three entries in room for two
+    l1.put("big", "B", ttl=None, size=95)  # "b" and "c" go: over 100 bytes
+    l1.invalidate(["big"])
+    l1.put("d", "d", ttl=None, size=10)
+    l1.clear()
+    assert l1.evictions == 3
+
+
 def test_maxsize_must_be_positive(clock: FakeClock) -> None:
     with pytest.raises(ValueError, match="maxsize"):
         MemoryTier(0, timer=clock)
