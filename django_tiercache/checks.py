@@ -44,6 +44,8 @@ def register() -> None:
     checks.register(check_caches, checks.Tags.caches, TAG)
     checks.register(check_app_settings, TAG)
     checks.register(check_middleware, TAG)
+    # A deployment check: it builds each cache, which asks its Redis once.
+    checks.register(check_invalidation, TAG, deploy=True)
 
 
 def check_caches(
@@ -253,7 +255,7 @@ def _check_option_values(
                 id="django_tiercache.W002",
             )
         )
-    if l1_on and not core.invalidation:
+    if l1_on and core.invalidation_mode == "off":
         messages.append(
             checks.Warning(
                 f"Cache {alias!r}: L1 is on but INVALIDATION is off.",
@@ -281,6 +283,36 @@ def _check_option_values(
                 id="django_tiercache.W004",
             )
         )
+    return messages
+
+
+def check_invalidation(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Warn about caches whose Redis refused tracking, so that broadcast is used."""
+    from django.core.cache import caches
+
+    messages: list[checks.CheckMessage] = []
+    for alias, config in settings.CACHES.items():
+        if not is_tiered_backend(config.get("BACKEND")):
+            continue
+        try:
+            bus = caches[alias].bus  # builds the cache: it asks Redis once at start-up
+        except Exception:
+            continue
+        if bus.requested == "tracking" and bus.mode == "broadcast":
+            messages.append(
+                checks.Warning(
+                    f"Cache {alias!r}: Redis at {bus.location} refuses CLIENT TRACKING, so "
+                    "invalidation falls back to broadcast: every write is published to "
+                    "every process.",
+                    hint="Allow the CLIENT command for the cache's user (ACL), or use a server "
+                    "that supports tracking (Redis >= 6, Valkey, ElastiCache, Memorystore); "
+                    "or set OPTIONS['INVALIDATION'] = 'broadcast' to say this is intended.",
+                    obj=alias,
+                    id="django_tiercache.W007",
+                )
+            )
     return messages
 
 
