@@ -22,6 +22,7 @@ from django_tiercache.options import (
     parse_options,
 )
 from tiercache import CacheOptions
+from tiercache.bus import LocalBus
 
 __all__ = ["TAG", "check_app_settings", "check_caches", "check_middleware", "register"]
 
@@ -297,10 +298,10 @@ def check_invalidation(
         if not is_tiered_backend(config.get("BACKEND")):
             continue
         try:
-            bus = caches[alias].bus  # builds the cache: it asks Redis once at start-up
-        except Exception:
+            bus = getattr(caches[alias], "bus", None)  # builds the cache: it asks Redis once
+        except Exception:  # E001..E006 report a cache that cannot be built
             continue
-        if bus.requested == "tracking" and bus.mode == "broadcast":
+        if isinstance(bus, LocalBus) and bus.requested == "tracking" and bus.mode == "broadcast":
             messages.append(
                 checks.Warning(
                     f"Cache {alias!r}: Redis at {bus.location} refuses CLIENT TRACKING, so "
