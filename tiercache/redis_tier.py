@@ -111,8 +111,11 @@ class _Boundary:
         tracking = self.tracking
         if tracking is None or not tracking.usable():
             return None
-        self._check_breaker()
-        return tracking.claim(fill)
+        claim = tracking.claim(fill)
+        if claim is not None and not self.breaker.allow():
+            tracking.release(claim)
+            raise CircuitOpen("Redis circuit is open after repeated failures; not trying")
+        return claim
 
     def _no_free_connection(self) -> NoReturn:
         # Every connection is busy: Redis did not fail, so the breaker is not told.

@@ -186,8 +186,13 @@ class Tracking:
         try:
             return self._run(claim)
         finally:
-            for slot, _ in claim.groups:
-                slot.lock.release()
+            self.release(claim)
+
+    @staticmethod
+    def release(claim: Claim) -> None:
+        """Give back the fill connections of `claim`."""
+        for slot, _ in claim.groups:
+            slot.lock.release()
 
     def _run(self, claim: Claim) -> object:
         generation, redirect = self.generation, self.redirect_id
