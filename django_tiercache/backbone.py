@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from django_tiercache.aggregation import RedisCounterStore
@@ -42,7 +43,12 @@ class Backbone:
         self.options = options
         self.codec = DjangoCodec(_serializer(options, keys))
         self.metrics = AliasMetrics(alias, push_interval=options.METRICS_PUSH_INTERVAL)
-        self.assembly: Assembly = assemble(self.options.core, self.codec, self.metrics)
+        try:
+            self.assembly: Assembly = assemble(self.options.core, self.codec, self.metrics)
+        except ValueError as error:  # redis-py refuses the URL's query, e.g. "?socket_timeout=x"
+            raise ImproperlyConfigured(
+                f"CACHES[{alias!r}]['LOCATION'] {options.core.location!r}: {error}"
+            ) from None
         self.policy = self.assembly.policy
         self.sync_tier: RedisTier | None = None
         if self.assembly.topology is not None:

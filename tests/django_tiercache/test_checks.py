@@ -265,3 +265,14 @@ def test_a_topology_not_served_yet_is_named_by_check_and_use(options: dict[str, 
     assert (message.id, "not supported yet" in message.msg) == ("django_tiercache.E006", True)
     with override_settings(**settings), pytest.raises(ImproperlyConfigured, match="not supported"):
         caches["default"].get("user:1")
+
+
+def test_a_url_option_redis_py_refuses_raises_an_error_naming_the_setting_on_use() -> None:
+    with (
+        override_settings(CACHES=_cache("redis://:pw@127.0.0.1:1/0?socket_timeout=abc")),
+        pytest.raises(ImproperlyConfigured, match=r"CACHES\['default'\]\['LOCATION'\]") as raised,
+    ):
+        caches["default"].get("user:1")
+
+    assert "socket_timeout" in str(raised.value)
+    assert "pw" not in str(raised.value)
