@@ -468,11 +468,12 @@ class TieredCache(BaseCache):
     async def aclose(self, **kwargs: Any) -> None:
         """Keep the shared pools open: Django calls this after every request."""
 
-    @property
+    # Cached: every call, an L1 hit included, hands its driver the executor.
+    @cached_property
     def _sync(self) -> Callable[..., object] | None:
         return self._backbone.sync_executor
 
-    @property
+    @cached_property
     def _async(self) -> Callable[..., Any] | None:
         return self._backbone.async_executor
 

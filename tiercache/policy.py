@@ -434,12 +434,12 @@ class TierPolicy:
             return Success([])
         since = l1.begin_read() if l1 is not None else 0
         channel, message = self._message("keys", keys)
-        header, wrap = self._header(ttl), envelope.wrap
+        header = self._header(ttl)
         try:
             yield commands.evalsha(
                 commands.SET_MANY,
                 keys,
-                *[wrap(raw, header) for _, _, raw in encoded],
+                *[envelope.wrap(raw, header) for _, _, raw in encoded],
                 _ms(ttl),
                 channel,
                 message,
@@ -448,10 +448,8 @@ class TierPolicy:
             self._changed(keys)  # a timed-out write may still have happened
             return self.failed(items[0][1], error)
         if l1 is not None and self.bus.fills_allowed():
-            to_l1 = self.codec.to_l1
-            l1.put_many_if_unchanged(
-                [(key, to_l1(value, raw), len(raw)) for key, value, raw in encoded], ttl, since
-            )
+            held = [(key, self.codec.to_l1(value, raw), len(raw)) for key, value, raw in encoded]
+            l1.put_many_if_unchanged(held, ttl, since)
         elif l1 is not None:
             l1.invalidate(keys)
         self._announce("keys", keys)
