@@ -17,6 +17,7 @@ from django.utils.module_loading import import_string
 
 from django_tiercache.aggregation import RedisCounterStore
 from django_tiercache.codec import DjangoCodec
+from django_tiercache.compression import CompressingSerializer
 from django_tiercache.conf import app_settings
 from django_tiercache.metrics import AliasMetrics, operation_of
 from django_tiercache.options import BackendOptions
@@ -77,12 +78,16 @@ class Backbone:
 
     async def execute_async(self, request: Request) -> object:
         """Run a request on the client of the running event loop, timing it."""
-        tier = registry.per_loop(self._loop_key, self._async_tier, AsyncRedisTier.aclose)
+        tier = self.async_tier()
         started = time.perf_counter()
         try:
             return await tier.execute(request)
         finally:
             self.metrics.record_latency("l2", operation_of(request), time.perf_counter() - started)
+
+    def async_tier(self) -> AsyncRedisTier:
+        """Return the async tier of the running event loop (made on first use)."""
+        return registry.per_loop(self._loop_key, self._async_tier, AsyncRedisTier.aclose)
 
     def _async_tier(self) -> AsyncRedisTier:
         assert self.assembly.topology is not None
@@ -101,6 +106,9 @@ class Backbone:
 
     def log_failure(self, operation: str, error: CacheError) -> None:
         """Log a failure, at most once per kind every few seconds (no flooding)."""
+        if self.options.LOG_IGNORED_EXCEPTIONS:  # every one, as django-redis does
+            logger.error("Exception ignored", exc_info=error)
+            return
         kind = type(error).__name__
         now = time.monotonic()
         if now - self._last_logged.get(kind, -_LOG_EVERY) < _LOG_EVERY:
@@ -133,6 +141,8 @@ def signing_keys(options: BackendOptions) -> tuple[str, ...]:
 def _serializer(options: BackendOptions, keys: tuple[str, ...]) -> Serializer:
     factory = import_string(options.SERIALIZER)
     serializer: Serializer = factory(keys[0], keys[1:])
+    if options.COMPRESSOR:  # each value names its algorithm: any of them reads back
+        return CompressingSerializer(serializer, options.COMPRESSOR, options.COMPRESS_MIN_BYTES)
     return serializer
 
 

@@ -12,6 +12,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from django_tiercache.compat import Finding, locations, primary_location, translate
 from django_tiercache.conf import APP_DEFAULTS, MIDDLEWARE_PATH, AppSettings
 from django_tiercache.contract import is_tiered_backend
 from django_tiercache.options import (
@@ -64,16 +65,47 @@ def check_caches(
             )
         )
     for alias, config in tiered.items():
-        messages += _check_location(alias, config.get("LOCATION"))
-        topology = _check_topology(alias, config)
-        raw = config.get("OPTIONS")
+        location, raw = config.get("LOCATION"), config.get("OPTIONS")
+        messages += _check_locations(alias, location)
+        if isinstance(raw, Mapping):
+            # Settings copied from django-redis: its OPTIONS translated (see compat).
+            settled = translate(location, raw, OPTION_DEFAULTS)
+            messages += _compat_messages(alias, settled.findings)
+            raw = settled.options
+        if len(locations(location)) > 1:
+            location = primary_location(location)[0]
+        topology = _check_topology(alias, {"LOCATION": location, "OPTIONS": raw})
         if topology and isinstance(raw, Mapping):  # named once, by E006
             raw = {key: value for key, value in raw.items() if key not in _TOPOLOGY_KEYS}
         messages += topology
-        options = _check_options(alias, config.get("LOCATION"), raw, messages)
+        options = _check_options(alias, location, raw, messages)
         if options is not None:
             messages += _check_option_values(alias, options, config)
     return messages
+
+
+def _check_locations(alias: str, location: object) -> list[checks.CheckMessage]:
+    """Check a LOCATION: one URL, or django-redis's list of them (the first is used)."""
+    if isinstance(location, list | tuple) or (isinstance(location, str) and "," in location):
+        primary, others = primary_location(location)
+        for url in [primary, *others]:
+            if found := _check_location(alias, url):
+                return found
+        if all(other == primary for other in others):
+            return []
+        return _compat_messages(
+            alias,
+            [
+                Finding(
+                    "info",
+                    "LOCATION",
+                    f"LOCATION lists {len(others) + 1} servers; tiercache uses the first "
+                    "as the primary and never reads from replicas.",
+                    "Give one URL.",
+                )
+            ],
+        )
+    return _check_location(alias, location)
 
 
 def _check_location(alias: str, location: object) -> list[checks.CheckMessage]:
@@ -125,6 +157,27 @@ def _check_topology(alias: str, config: Mapping[str, Any]) -> list[checks.CheckM
         checks.Error(
             f"Cache {alias!r}: {problem}.", hint=hint, obj=alias, id="django_tiercache.E006"
         )
+    ]
+
+
+def _compat_messages(alias: str, findings: Sequence[Finding]) -> list[checks.CheckMessage]:
+    """Return what the checks say about the django-redis settings of `alias`."""
+    docs = "See docs/migrating-from-django-redis.md."
+    return [
+        checks.Info(
+            f"Cache {alias!r}: {finding.message}",
+            hint=" ".join(filter(None, [finding.hint, docs])),
+            obj=alias,
+            id="django_tiercache.I010",
+        )
+        if finding.level == "info"
+        else checks.Error(
+            f"Cache {alias!r}: {finding.message}",
+            hint=" ".join(filter(None, [finding.hint, docs])),
+            obj=alias,
+            id="django_tiercache.E010",
+        )
+        for finding in findings
     ]
 
 

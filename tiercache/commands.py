@@ -85,12 +85,13 @@ PTTLS: Final = _script(
     "local out = {}\nfor i, key in ipairs(KEYS) do out[i] = redis.call('PTTL', key) end\nreturn out"
 )
 
-#: KEYS[1], ARGV: value, px ('0': none), only_if_absent ('1'/'0'), channel, message -> 1/0
+#: KEYS[1], ARGV: value, px ('0': none), condition ('0': none, '1': NX, '2': XX), channel,
+#: message -> 1/0
 SET: Final = _script(
     """
 local args = {'SET', KEYS[1], ARGV[1]}
 if ARGV[2] ~= '0' then table.insert(args, 'PX'); table.insert(args, ARGV[2]) end
-if ARGV[3] == '1' then table.insert(args, 'NX') end
+if ARGV[3] == '1' then table.insert(args, 'NX') elseif ARGV[3] == '2' then table.insert(args, 'XX') end
 local stored = redis.call(unpack(args))
 if not stored then return 0 end
 """

@@ -372,8 +372,12 @@ class TierPolicy:
         ttl: float | None,
         *,
         only_if_absent: bool = False,
+        only_if_present: bool = False,
     ) -> Flow[bool]:
-        """Store `value` for `ttl` seconds (None: no expiry); return whether it was stored."""
+        """Store `value` for `ttl` seconds (None: no expiry); return whether it was stored.
+
+        `only_if_absent` is Redis's NX, `only_if_present` its XX.
+        """
         try:
             raw = self._encode(key, value)
         except CacheError as error:
@@ -382,7 +386,8 @@ class TierPolicy:
         l1 = self.l1
         if not self.has_l2:
             assert l1 is not None
-            if only_if_absent and l1.get(key) is not MISSING:
+            held = l1.get(key) is not MISSING
+            if (only_if_absent and held) or (only_if_present and not held):
                 return Success(False)
             l1.put(key, self.codec.to_l1(value, raw), ttl, len(raw))
             self._announce("keys", (key,))
@@ -395,7 +400,7 @@ class TierPolicy:
                 [key],
                 envelope.wrap(raw, self._header(ttl)),
                 _ms(ttl),
-                int(only_if_absent),
+                2 if only_if_present else int(only_if_absent),
                 channel,
                 message,
             )
@@ -534,8 +539,32 @@ class TierPolicy:
             return None
         return self.codec.to_int(self.codec.from_l1(l1.update(key, change)))
 
-    def delete_matching(self, glob: str, namespace: str) -> Flow[int]:
-        """Remove every key matching the Redis glob `glob`; return how many."""
+    def scan(
+        self, glob: str, cursor: int = 0, count: int | None = None
+    ) -> Flow[tuple[int, list[str]]]:
+        """Return the next cursor (0: done) and a batch of keys matching the Redis glob `glob`.
+
+        One SCAN step, never KEYS; without L2, L1's keys in one step.
+        """
+        if not self.has_l2:
+            l1, pattern = self.l1, glob_to_regex(glob)
+            assert l1 is not None
+            held = l1.keys()  # a snapshot taken under L1's lock
+            live = [key for key in held if pattern.fullmatch(key) and l1.get(key) is not MISSING]
+            return Success((0, live))
+        try:
+            reply = yield ("SCAN", cursor, "MATCH", glob, "COUNT", count or _SCAN_COUNT)
+        except CacheError as error:
+            return Failure(error)
+        next_cursor, batch = reply if isinstance(reply, list | tuple) else (0, [])
+        keys = [key.decode() if isinstance(key, bytes) else str(key) for key in batch]
+        return Success((int(next_cursor), keys))
+
+    def delete_matching(self, glob: str, namespace: str, count: int | None = None) -> Flow[int]:
+        """Remove every key matching the Redis glob `glob`; return how many.
+
+        `count` is the SCAN batch size hint (None: the default).
+        """
         held = self.l1.invalidate_matching(glob_to_regex(glob)) if self.l1 is not None else 0
         self._announce("pattern", pattern=glob)
         if not self.has_l2:
@@ -544,12 +573,12 @@ class TierPolicy:
         cursor: int = 0
         try:
             while True:
-                reply = yield ("SCAN", cursor, "MATCH", glob, "COUNT", _SCAN_COUNT)
+                reply = yield ("SCAN", cursor, "MATCH", glob, "COUNT", count or _SCAN_COUNT)
                 cursor, batch = reply if isinstance(reply, list | tuple) else (0, [])
                 cursor = int(cursor)
                 if batch:
-                    count = yield ("UNLINK", *batch)
-                    removed += count if isinstance(count, int) else 0
+                    unlinked = yield ("UNLINK", *batch)
+                    removed += unlinked if isinstance(unlinked, int) else 0
                 if cursor == 0:
                     break
             channel, message = self._message("pattern", pattern=glob)
