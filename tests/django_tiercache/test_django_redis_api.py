@@ -63,6 +63,12 @@ def test_expire_pexpire_and_persist_change_the_ttl_and_report_a_missing_key() ->
     assert 20_000 < cache.pttl("a") <= 20_500
     assert cache.expire("a", DEFAULT_TIMEOUT) is True
     assert cache.ttl("a") == cache.default_timeout
+    assert cache.pexpire("a", DEFAULT_TIMEOUT) is True  # the TIMEOUT, in seconds still
+    assert cache.ttl("a") == cache.default_timeout
+    assert cache.expire("a", datetime.timedelta(minutes=1)) is True
+    assert cache.ttl("a") == 60
+    with pytest.raises(TypeError, match="key 'a' must be a number or a timedelta"):
+        cache.expire("a", "soon")
     assert cache.persist("a") is True
     assert cache.ttl("a") is None
     assert cache.persist("a") is False  # no expiry left to remove, as Redis says
