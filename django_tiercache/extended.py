@@ -55,10 +55,13 @@ def _whole(left: object, unit: int) -> int | None:
     return max(0, round(left * unit))
 
 
-def _seconds_until(when: When, unit: int) -> float:
+def _seconds_until(key: Any, when: When, unit: int) -> float:
     """Return the seconds from now to `when` (a datetime, or a Unix time in 1/unit s)."""
-    at = when.timestamp() if isinstance(when, datetime) else when / unit
-    return at - time.time()
+    if isinstance(when, datetime):
+        return when.timestamp() - time.time()
+    if isinstance(when, bool) or not isinstance(when, int | float):
+        raise TypeError(f"expiry time for key {key!r} must be a datetime or a number, not {when!r}")
+    return when / unit - time.time()
 
 
 class ClientView:
@@ -191,21 +194,23 @@ class DjangoRedisAPI(BaseCache):
 
     def expire_at(self, key: Any, when: When, version: int | None = None) -> bool:
         """Make `key` expire at `when` (a datetime or Unix seconds); False if absent."""
-        return self._run(self._expire(key, _seconds_until(when, 1), version), "expire_at", False)
+        return self._run(
+            self._expire(key, _seconds_until(key, when, 1), version), "expire_at", False
+        )
 
     async def aexpire_at(self, key: Any, when: When, version: int | None = None) -> bool:
         """Make `key` expire at `when` (a datetime or Unix seconds); False if absent."""
-        flow = self._expire(key, _seconds_until(when, 1), version)
+        flow = self._expire(key, _seconds_until(key, when, 1), version)
         return await self._arun(flow, "expire_at", False)
 
     def pexpire_at(self, key: Any, when: When, version: int | None = None) -> bool:
         """Make `key` expire at `when` (a datetime or Unix milliseconds); False if absent."""
-        flow = self._expire(key, _seconds_until(when, 1000), version)
+        flow = self._expire(key, _seconds_until(key, when, 1000), version)
         return self._run(flow, "pexpire_at", False)
 
     async def apexpire_at(self, key: Any, when: When, version: int | None = None) -> bool:
         """Make `key` expire at `when` (a datetime or Unix milliseconds); False if absent."""
-        flow = self._expire(key, _seconds_until(when, 1000), version)
+        flow = self._expire(key, _seconds_until(key, when, 1000), version)
         return await self._arun(flow, "pexpire_at", False)
 
     def persist(self, key: Any, version: int | None = None) -> bool:

@@ -89,6 +89,8 @@ def test_expire_at_takes_a_datetime_or_a_unix_time_and_the_past_deletes() -> Non
     assert cache.expire_at("a", int(in_an_hour.timestamp()) - 7200) is True
     assert cache.get("a") is None
     assert cache.expire_at("a", in_an_hour) is False
+    with pytest.raises(TypeError, match="key 'a' must be a datetime or a number"):
+        cache.pexpire_at("a", "tomorrow")
 
 
 def test_no_write_of_the_extended_api_leaves_a_stale_l1_copy(two_caches: tuple[Any, Any]) -> None:
