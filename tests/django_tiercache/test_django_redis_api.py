@@ -133,6 +133,8 @@ def test_set_with_nx_and_xx_returns_whether_it_stored() -> None:
     assert cache.set("a", 3, xx=True) is True
     assert cache.get("a") == 3
     assert cache.set("b", 4) is True
+    with pytest.raises(ValueError, match="key 'b': nx and xx exclude each other"):
+        cache.set("b", 5, nx=True, xx=True)
 
 
 def test_set_nx_with_a_negative_timeout_keeps_an_existing_value() -> None:
