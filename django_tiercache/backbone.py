@@ -47,10 +47,10 @@ class Backbone:
         self.assembly: Assembly = assemble(self.options.core, self.codec, metrics)
         self.policy = self.assembly.policy
         self.sync_tier: RedisTier | None = None
-        if self.options.core.url is not None:
+        if self.assembly.topology is not None:
             assert self.assembly.breaker is not None
-            client = self.options.core.redis_settings().sync_client()
-            self.sync_tier = RedisTier(client, self.assembly.breaker)
+            self.sync_tier = RedisTier(self.assembly.topology, self.assembly.breaker)
+        self._loop_key = ("django_tiercache", object())
         self._last_logged: dict[str, float] = {}
 
     def execute(self, request: Request) -> object:
@@ -60,14 +60,13 @@ class Backbone:
 
     async def execute_async(self, request: Request) -> object:
         """Run a request on the client of the running event loop."""
-        return await registry.per_loop(("django_tiercache", id(self)), self._async_tier).execute(
-            request
-        )
+        tier = registry.per_loop(self._loop_key, self._async_tier, AsyncRedisTier.aclose)
+        return await tier.execute(request)
 
     def _async_tier(self) -> AsyncRedisTier:
+        assert self.assembly.topology is not None
         assert self.assembly.breaker is not None
-        client = self.options.core.redis_settings().async_client()
-        return AsyncRedisTier(client, self.assembly.breaker)
+        return AsyncRedisTier(self.assembly.topology, self.assembly.breaker)
 
     @property
     def sync_executor(self) -> Callable[[Request], object] | None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
 from returns.result import Failure, Result
 
+from tiercache import registry
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
 from tiercache.codecs import TextCodec
@@ -115,9 +114,10 @@ class TieredCache(_Shell):
     def __init__(self, options: CacheOptions, metrics: CacheMetricsProtocol | None = None) -> None:
         super().__init__(options, metrics)
         self._tier: RedisTier | None = None
-        if options.url is not None:
+        topology = self._assembly.topology
+        if topology is not None:
             assert self.breaker is not None
-            self._tier = RedisTier(options.redis_settings().sync_client(), self.breaker)
+            self._tier = RedisTier(topology, self.breaker)
 
     def _execute(self, request: Request) -> object:
         assert self._tier is not None
@@ -229,23 +229,19 @@ class AsyncTieredCache(_Shell):
 
     def __init__(self, options: CacheOptions, metrics: CacheMetricsProtocol | None = None) -> None:
         super().__init__(options, metrics)
-        # redis.asyncio connections belong to the loop that opened them.
-        self._tiers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedisTier] = (
-            weakref.WeakKeyDictionary()
-        )
+        # redis.asyncio connections belong to the loop that opened them: one tier per
+        # loop, closed when the loop ends (see `registry.per_loop`).
+        self._loop_key = ("tiercache", object())
         self._executor = self._execute if options.url is not None else None
 
-    def _tier(self) -> AsyncRedisTier:
-        loop = asyncio.get_running_loop()
-        tier = self._tiers.get(loop)
-        if tier is None:
-            assert self.breaker is not None
-            client = self.options.redis_settings().async_client()
-            tier = self._tiers[loop] = AsyncRedisTier(client, self.breaker)
-        return tier
+    def _make_tier(self) -> AsyncRedisTier:
+        assert self._assembly.topology is not None
+        assert self.breaker is not None
+        return AsyncRedisTier(self._assembly.topology, self.breaker)
 
     async def _execute(self, request: Request) -> object:
-        return await self._tier().execute(request)
+        tier = registry.per_loop(self._loop_key, self._make_tier, AsyncRedisTier.aclose)
+        return await tier.execute(request)
 
     async def get(self, key: str) -> Result[str | None, CacheError]:
         """Return the value of `key`, or None on a miss."""
@@ -335,13 +331,7 @@ class AsyncTieredCache(_Shell):
         return cast("Result[str, CacheError]", await aload(flow, self._executor, loader))
 
     async def aclose(self) -> None:
-        """Release this cache's connections on the running loop; drop the others."""
-        try:
-            current = asyncio.get_running_loop()
-        except RuntimeError:
-            current = None
-        tiers = dict(self._tiers)
-        self._tiers.clear()
-        for loop, tier in tiers.items():
-            if loop is current:
-                await tier.aclose()
+        """Release this cache's connections on the running loop (others close with theirs)."""
+        tier = registry.pop_per_loop(self._loop_key)
+        if isinstance(tier, AsyncRedisTier):
+            await tier.aclose()

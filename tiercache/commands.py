@@ -16,6 +16,7 @@ __all__ = [
     "INCREMENT",
     "PTTLS",
     "PUBLISH_OTHERS",
+    "READS",
     "RELEASE_LOCK",
     "SCRIPTS",
     "SET",
@@ -30,6 +31,9 @@ __all__ = [
 Arg = str | bytes | int | float
 Command = tuple[Arg, ...]
 Request = Command | list[Command]
+
+#: Commands that change nothing: the only ones a tier may send again after a lost reply.
+READS: Final = frozenset({"GET", "MGET", "PTTL", "EXISTS", "PING", "SCAN", "INFO", "PUBSUB"})
 
 
 class Script:

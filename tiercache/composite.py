@@ -16,6 +16,7 @@ from tiercache.policy import TierPolicy
 from tiercache.ports import CacheMetricsProtocol
 from tiercache.redis_pubsub import RedisSubscriber
 from tiercache.stampede import Stampede
+from tiercache.topology import Topology, make_topology
 
 __all__ = ["Assembly", "assemble"]
 
@@ -29,6 +30,8 @@ class Assembly:
     bus: LocalBus
     breaker: CircuitBreaker | None
     stampede: Stampede
+    #: The Redis nodes and how to reach them (None: L1 only).
+    topology: Topology | None
 
 
 def assemble(
@@ -46,14 +49,25 @@ def assemble(
             max_bytes=options.l1_max_bytes,
             timer=options.timer,
         )
+    topology: Topology | None = None
     if options.url is None:
         bus = LocalBus("", registry.instance_id())  # an L1-only cache talks to no one
         breaker = None
     else:
+        topology = make_topology(options.redis_settings())
         bus = registry.bus_for(options.location, options.channel())
         listener = _listener(options, bus)
-        # Keyed by the full URL: a wrong password must not open the circuit of the right one.
-        breaker = registry.breaker_for(options.url, lambda: _breaker(options, bus, listener))
+        # One per node and breaker settings; keyed by the full URL too, so a wrong
+        # password does not open the circuit of the right one.
+        breaker = registry.breaker_for(
+            (
+                options.url,
+                topology.primaries()[0],
+                options.breaker_threshold,
+                options.breaker_reset,
+            ),
+            lambda: _breaker(options, bus, listener),
+        )
         if bus.channel and l1 is not None:
             bus.listen_with(lambda: listener().ensure_started())
             # Subscribe before the first read or write: both capture the L1 sequence,
@@ -79,7 +93,7 @@ def assemble(
         backup_size=options.l1_maxsize or 10_000,
         timer=options.timer,
     )
-    return Assembly(options, policy, bus, breaker, stampede)
+    return Assembly(options, policy, bus, breaker, stampede, topology)
 
 
 def _breaker(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tiercache.redis_tier import RedisSettings, redact_url
+from tiercache.settings import RedisSettings, redact_url
 
 __all__ = ["CacheOptions"]
 

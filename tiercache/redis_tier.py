@@ -1,27 +1,29 @@
-"""The L2 tier over redis-py: the only module that imports `redis`.
+"""The L2 tier over redis-py's public API: the sync and async twins and their one boundary.
 
-It runs the requests the policy yields, on redis-py's sync or asyncio client, and
-translates every redis-py exception into a `CacheError` subclass at this boundary.
+Each tier runs the requests the policy yields on connections borrowed from its client's
+pool, and translates every redis-py exception into a `CacheError` subclass at this
+boundary. A tier keeps the connections it borrowed for its next calls (redis-py's
+`get_connection` bookkeeping costs as much as a loopback round trip) and gives them
+all back in `close`. `max_connections` bounds them: a call waits for a free one, and a
+wait that runs out is a `CacheTimeout` that the breaker does not count, since Redis
+did not fail. Only reads are retried after a connection error; a write that may have
+reached Redis is never sent twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+from collections.abc import Sequence
 from typing import Any, NoReturn
-from urllib.parse import urlsplit, urlunsplit
 
-import redis
-import redis.asyncio
 import redis.exceptions as rex
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from tiercache.breaker import CircuitBreaker
-from tiercache.commands import SCRIPTS, Arg, Command, Request
+from tiercache.commands import READS, SCRIPTS, Command, Request
 from tiercache.errors import (
     CacheError,
     CacheReadOnly,
@@ -31,64 +33,18 @@ from tiercache.errors import (
     CorruptData,
     NotAnInteger,
 )
+from tiercache.topology import Topology
 
-__all__ = ["AsyncRedisTier", "RedisSettings", "RedisTier", "redact_url"]
-
-
-@dataclass(frozen=True, slots=True)
-class RedisSettings:
-    """How to reach Redis; timeouts are small so a sick Redis fails fast."""
-
-    url: str
-    connect_timeout: float = 0.25
-    socket_timeout: float = 0.5
-    max_connections: int | None = None
-
-    def client_options(self) -> dict[str, object]:
-        """Return the keyword arguments shared by the sync and async clients."""
-        options: dict[str, object] = {
-            "socket_connect_timeout": self.connect_timeout,
-            "socket_timeout": self.socket_timeout,
-            # One immediate retry heals a pooled connection that a server restart
-            # closed; more, or a backoff, would only make a dead server slower to see.
-            "retry": Retry(NoBackoff(), 1, supported_errors=(rex.ConnectionError,)),
-            "health_check_interval": 0,
-        }
-        if self.max_connections is not None:
-            options["max_connections"] = self.max_connections
-        return options
-
-    def sync_client(self) -> redis.Redis:
-        """Return a new sync client with its own connection pool."""
-        return redis.Redis.from_url(self.url, **self.client_options())
-
-    def async_client(self) -> redis.asyncio.Redis:
-        """Return a new asyncio client (bind it to one event loop only)."""
-        # redis.asyncio's default pool refuses the 101st concurrent command outright, and
-        # the breaker would take that for an outage: wait for a free connection instead.
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            self.url, timeout=self.socket_timeout, **self.client_options()
-        )
-        return redis.asyncio.Redis.from_pool(pool)
-
-
-def redact_url(url: str) -> str:
-    """Return `url` with any password replaced by `***`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
-
+__all__ = ["AsyncRedisTier", "RedisTier", "error_from"]
 
 _PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 
 
-def _error_from(exc: rex.RedisError) -> CacheError:
-    """Translate a redis-py exception into the `CacheError` that names its cause."""
+def error_from(exc: rex.RedisError | OSError) -> CacheError:
+    """Translate a redis-py (or socket) exception into the `CacheError` naming its cause."""
     text = _PASSWORD_IN_TEXT.sub(r"\1***@", str(exc))
+    if isinstance(exc, OSError):  # a TLS or socket error redis-py did not wrap
+        return CacheUnavailable(f"Redis is unreachable: {text}")
     if isinstance(exc, rex.TimeoutError):
         return CacheTimeout(f"Redis did not answer in time: {text}")
     if isinstance(exc, rex.ReadOnlyError | rex.OutOfMemoryError):
@@ -107,224 +63,241 @@ def _error_from(exc: rex.RedisError) -> CacheError:
     return CacheError(f"Redis error: {text}")
 
 
-def _with_source(command: Command) -> Command:
-    """Return an EVALSHA command as EVAL with the script's source."""
-    return ("EVAL", SCRIPTS[str(command[1])].source, *command[2:])
+def _commands(request: Request) -> Sequence[Command]:
+    return (request,) if isinstance(request, tuple) else request
 
 
-try:
-    from hiredis import pack_command as _pack
-    from redis._parsers import _HiredisParser
-except ImportError:  # no hiredis, or another redis-py layout: the public path is taken
-    _pack = None  # type: ignore[assignment]
+def _with_sources(commands: Sequence[Command]) -> list[Command]:
+    """Return `commands` with every EVALSHA as EVAL of its script's source."""
+    return [
+        ("EVAL", SCRIPTS[str(c[1])].source, *c[2:]) if c[0] == "EVALSHA" else c for c in commands
+    ]
 
 
-def _wire_roundtrip(connection: Any, command: tuple[Arg, ...]) -> object:
-    """Send `command` and read its reply straight on a connection's socket and reader.
-
-    `Connection.send_command` and `read_response` add argument re-packing, health and
-    push-message handling we do not use: about a sixth of a loopback GET's time. This
-    keeps what matters (hiredis packs, redis-py's own parser reads and maps error
-    replies to redis-py exceptions) and raises what `send_command` would.
-    """
-    if connection._sock is None:
-        connection.connect()
-    try:
-        connection._sock.sendall(_pack(command))  # type: ignore[arg-type]
-    except TimeoutError:  # socket.timeout
-        raise rex.TimeoutError("Timeout writing to socket") from None
-    except OSError as error:
-        raise rex.ConnectionError(f"Error while writing to socket: {error}") from None
-    reply = connection._parser.read_response()
-    if isinstance(reply, rex.RedisError):
-        raise reply
-    return reply
-
-
-def _public_roundtrip(connection: Any, command: tuple[Arg, ...]) -> object:
-    """Send `command` and read its reply through redis-py's public connection API."""
-    connection.send_command(*command)
-    return connection.read_response()
-
-
-def _has_wire_path(connection: Any) -> bool:
-    """Return whether `connection` is the kind `_wire_roundtrip` knows (hiredis parser)."""
-    return (
-        _pack is not None
-        and type(getattr(connection, "_parser", None)) is _HiredisParser
-        and hasattr(connection, "_sock")
-    )
+def _unknown_scripts(replies: list[object]) -> list[int]:
+    """Return where a reply says NOSCRIPT: that script did not run, so resending is safe."""
+    return [i for i, reply in enumerate(replies) if isinstance(reply, rex.NoScriptError)]
 
 
 class _Boundary:
-    """What both tiers share: the breaker check and the exception translation."""
+    """What both twins share: the breaker, what may be retried, errors and replies."""
 
-    def __init__(self, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self, topology: Topology, breaker: CircuitBreaker, callbacks: dict[Any, Any]
+    ) -> None:
+        self.topology = topology
         self.breaker = breaker
+        settings = topology.settings
+        self._max = settings.max_connections
+        self._wait = settings.socket_timeout
+        self._callbacks = callbacks
 
     def _check_breaker(self) -> None:
         if not self.breaker.allow():
             raise CircuitOpen("Redis circuit is open after repeated failures; not trying")
 
+    def _no_free_connection(self) -> NoReturn:
+        # Every connection is busy: Redis did not fail, so the breaker is not told.
+        raise CacheTimeout(
+            f"no free Redis connection within {self._wait} s (max_connections={self._max})"
+        )
+
     def _fail(self, exc: rex.RedisError | OSError) -> NoReturn:
-        if isinstance(exc, OSError):  # a TLS or socket error redis-py did not wrap
-            self.breaker.record_failure()
-            raise CacheUnavailable(f"Redis is unreachable: {exc}") from None
-        error = _error_from(exc)
+        error = error_from(exc)
         if isinstance(error, CacheUnavailable) and not isinstance(error, CacheReadOnly):
             self.breaker.record_failure()
         else:
-            self.breaker.record_success()
+            self.breaker.record_success()  # the server answered, if with an error
         raise error from None
+
+    @staticmethod
+    def _retryable(commands: Sequence[Command]) -> bool:
+        """Return whether sending `commands` twice is harmless (reads only)."""
+        return all(c[0] in READS for c in commands)
+
+    def _shape(self, commands: Sequence[Command], replies: list[object], single: bool) -> object:
+        """Return the reply of a request: parsed, the first error reply raised."""
+        for reply in replies:
+            if isinstance(reply, rex.RedisError):
+                raise reply
+        parsed = [
+            reply if (callback := self._callbacks.get(c[0])) is None else callback(reply)
+            for c, reply in zip(commands, replies, strict=True)
+        ]
+        return parsed[0] if single else parsed
 
 
 class RedisTier(_Boundary):
-    """Runs requests on a sync `redis.Redis`.
+    """Runs requests on the sync client of a topology, from any thread."""
 
-    Single commands skip `Redis.execute_command`: in redis-py 8 its pool bookkeeping,
-    retry wrapper and telemetry hooks cost as much as the round trip itself. Each call
-    takes an idle connection of the client's own class and settings, sends, reads and
-    gives it back; connections are per process (dropped after a fork).
-    """
-
-    def __init__(self, client: redis.Redis, breaker: CircuitBreaker) -> None:
-        super().__init__(breaker)
-        self.client = client
-        self._callbacks: dict[str, Callable[[Any], object]] = dict(client.response_callbacks)
+    def __init__(self, topology: Topology, breaker: CircuitBreaker) -> None:
+        self.client = topology.sync_client()
+        super().__init__(topology, breaker, dict(self.client.response_callbacks))
+        self._pool = self.client.connection_pool
         self._idle: list[Any] = []  # list.pop and list.append are atomic: no lock needed
         self._pid = os.getpid()
-        self._roundtrip: Callable[[Any, Command], object] | None = None  # by the first
+        self._slots = threading.BoundedSemaphore(self._max) if self._max else None
 
     def execute(self, request: Request) -> object:
         """Run one command or a pipeline; raise `CacheError` on trouble."""
         self._check_breaker()
+        if self._slots is not None and not self._slots.acquire(timeout=self._wait):
+            self._no_free_connection()
         try:
+            commands = _commands(request)
             try:
-                reply = self._send(request)
-            except rex.NoScriptError:
-                reply = self._send(self._resend_scripts(request))
-        except (rex.RedisError, OSError) as exc:
-            self._fail(exc)
+                replies = self._run(commands)
+                if stale := _unknown_scripts(replies):  # after a restart or SCRIPT FLUSH
+                    again = self._run(_with_sources([commands[i] for i in stale]))
+                    for i, reply in zip(stale, again, strict=True):
+                        replies[i] = reply
+                reply = self._shape(commands, replies, isinstance(request, tuple))
+            except (rex.RedisError, OSError) as exc:
+                self._fail(exc)
+        finally:
+            if self._slots is not None:
+                self._slots.release()
         self.breaker.record_success()
         return reply
 
-    def _send(self, request: Request) -> object:
-        if isinstance(request, tuple):
-            return self._send_one(request)
-        pipe = self.client.pipeline(transaction=False)
-        for command in request:
-            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-        return pipe.execute()
-
-    def _send_one(self, command: Command) -> object:
+    def _borrow(self) -> Any:
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
             self._idle, self._pid = [], os.getpid()
         try:
             connection = self._idle.pop()
         except IndexError:
-            connection = self.client.connection_pool.make_connection()
-        roundtrip = self._roundtrip
-        if roundtrip is None:
-            roundtrip = self._roundtrip = (
-                _wire_roundtrip if _has_wire_path(connection) else _public_roundtrip
-            )
+            return self._pool.get_connection()  # checked and connected by the pool
+        try:
+            if connection.can_read(timeout=0):  # data or EOF while idle: start afresh
+                connection.disconnect()
+        except (rex.ConnectionError, OSError):
+            connection.disconnect()  # the next send reconnects
+        return connection
+
+    def _run(self, commands: Sequence[Command]) -> list[object]:
+        connection = self._borrow()
         try:
             try:
-                reply = roundtrip(connection, command)
+                replies = self._roundtrip(connection, commands)
             except rex.ConnectionError:
-                # A pooled connection that a server restart closed fails once; a dead
-                # server fails again at once (connection refused), so retry just once.
+                if not self._retryable(commands):
+                    raise  # it may have been applied: never send a write twice
                 connection.disconnect()
-                reply = roundtrip(connection, command)
-        except rex.ResponseError:
-            self._idle.append(connection)  # an error reply leaves the connection in sync
-            raise
+                replies = self._roundtrip(connection, commands)
         except BaseException:
             connection.disconnect()  # a reply may be half read: never reuse as is
             self._idle.append(connection)
             raise
         self._idle.append(connection)
-        callback = self._callbacks.get(str(command[0]))
-        return reply if callback is None else callback(reply)
+        return replies
 
     @staticmethod
-    def _resend_scripts(request: Request) -> Request:
-        if isinstance(request, tuple):
-            return _with_source(request) if request[0] == "EVALSHA" else request
-        return [_with_source(c) if c[0] == "EVALSHA" else c for c in request]
+    def _roundtrip(connection: Any, commands: Sequence[Command]) -> list[object]:
+        if len(commands) == 1:
+            connection.send_command(*commands[0])
+        else:
+            connection.send_packed_command(connection.pack_commands(commands))
+        replies: list[object] = []
+        for _ in commands:
+            try:
+                replies.append(connection.read_response())
+            except rex.ResponseError as error:  # in sync: read the remaining replies
+                replies.append(error)
+        return replies
 
     def close(self) -> None:
-        """Close the idle connections and the client's pool."""
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.disconnect()
+        """Close every connection of the client's pool, those in use included."""
+        self._idle = []
+        self._pool.disconnect(inuse_connections=True)
         self.client.close()
 
 
 class AsyncRedisTier(_Boundary):
-    """Runs requests on a `redis.asyncio.Redis` bound to one event loop.
+    """Runs requests on an asyncio client of a topology, bound to one event loop."""
 
-    As `RedisTier`, single commands go straight to an idle connection; a connection is
-    used by one task at a time, so concurrent tasks use several.
-    """
-
-    def __init__(self, client: redis.asyncio.Redis, breaker: CircuitBreaker) -> None:
-        super().__init__(breaker)
-        self.client = client
-        self._callbacks: dict[Any, Any] = dict(client.response_callbacks)
+    def __init__(self, topology: Topology, breaker: CircuitBreaker) -> None:
+        self.client = topology.async_client()
+        super().__init__(topology, breaker, dict(self.client.response_callbacks))
+        self._pool = self.client.connection_pool
         self._idle: list[Any] = []
+        self._slots = asyncio.BoundedSemaphore(self._max) if self._max else None
 
     async def execute(self, request: Request) -> object:
         """Run one command or a pipeline; raise `CacheError` on trouble."""
         self._check_breaker()
+        slots = self._slots
+        if slots is not None:
+            if slots.locked():
+                try:
+                    await asyncio.wait_for(slots.acquire(), self._wait)
+                except TimeoutError:
+                    self._no_free_connection()
+            else:
+                await slots.acquire()
         try:
+            commands = _commands(request)
             try:
-                reply = await self._send(request)
-            except rex.NoScriptError:
-                reply = await self._send(RedisTier._resend_scripts(request))
-        except (rex.RedisError, OSError) as exc:
-            self._fail(exc)
+                replies = await self._run(commands)
+                if stale := _unknown_scripts(replies):
+                    again = await self._run(_with_sources([commands[i] for i in stale]))
+                    for i, reply in zip(stale, again, strict=True):
+                        replies[i] = reply
+                reply = self._shape(commands, replies, isinstance(request, tuple))
+                if inspect.isawaitable(reply):  # some asyncio callbacks are coroutines
+                    reply = await reply
+            except (rex.RedisError, OSError) as exc:
+                self._fail(exc)
+        finally:
+            if slots is not None:
+                slots.release()
         self.breaker.record_success()
         return reply
 
-    async def _send(self, request: Request) -> object:
-        if isinstance(request, tuple):
-            return await self._send_one(request)
-        pipe = self.client.pipeline(transaction=False)
-        for command in request:
-            pipe.execute_command(*command)
-        return await pipe.execute()
-
-    async def _send_one(self, command: Command) -> object:
+    async def _borrow(self) -> Any:
         try:
             connection = self._idle.pop()
         except IndexError:
-            connection = self.client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            return await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            if await connection.can_read():
+                await connection.disconnect()
+        except (rex.ConnectionError, OSError):
+            await connection.disconnect()
+        return connection
+
+    async def _run(self, commands: Sequence[Command]) -> list[object]:
+        connection = await self._borrow()
         try:
             try:
-                await connection.send_command(*command)
-                reply = await connection.read_response()
+                replies = await self._roundtrip(connection, commands)
             except rex.ConnectionError:
-                await connection.disconnect()  # closed by a server restart: retry once
-                await connection.send_command(*command)
-                reply = await connection.read_response()
-        except rex.ResponseError:
-            self._idle.append(connection)
-            raise
+                if not self._retryable(commands):
+                    raise
+                await connection.disconnect()
+                replies = await self._roundtrip(connection, commands)
         except BaseException:  # a timeout or a cancellation may leave a reply half read
             await connection.disconnect(nowait=True)
             self._idle.append(connection)
             raise
         self._idle.append(connection)
-        callback = self._callbacks.get(str(command[0]))
-        if callback is None:
-            return reply
-        parsed = callback(reply)
-        return await parsed if inspect.isawaitable(parsed) else parsed
+        return replies
+
+    @staticmethod
+    async def _roundtrip(connection: Any, commands: Sequence[Command]) -> list[object]:
+        if len(commands) == 1:
+            await connection.send_command(*commands[0])
+        else:
+            await connection.send_packed_command(connection.pack_commands(commands))
+        replies: list[object] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except rex.ResponseError as error:
+                replies.append(error)
+        return replies
 
     async def aclose(self) -> None:
-        """Close the idle connections and the client's pool."""
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await connection.disconnect()
+        """Close every connection of the client's pool, those in use included."""
+        self._idle = []
+        await self._pool.disconnect(inuse_connections=True)
         await self.client.aclose()

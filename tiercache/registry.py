@@ -1,10 +1,16 @@
-"""Process-wide state in one place: shared buses, listeners, breakers, clients and L1s.
+"""Process-wide state in one place: shared buses, listeners, breakers and clients.
 
 Everything here is per process: after `fork` the child starts afresh (new instance
 id, no inherited connections or listeners). Buses survive a fork, renamed and with
 their L1s emptied, so caches built before it (gunicorn --preload) and after it still
 share one bus; each starts its own listener when first used. `reset()` returns to a
 blank state for tests.
+
+Objects kept per event loop (asyncio clients) are closed when their loop shuts down:
+`asyncio.run`, asgiref's `async_to_sync` and Django's test runner all end a loop with
+`loop.shutdown_asyncgens()`, which closes an async generator the registry starts in
+each loop. Without that, a process that runs a fresh loop per request (async views
+under WSGI) would keep one client, and its sockets, per request.
 """
 
 from __future__ import annotations
@@ -15,23 +21,23 @@ import os
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import TypeVar
 
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
 from tiercache.listener import Listener
-from tiercache.memory import MemoryTier
 
 __all__ = [
     "breaker_for",
     "bus_for",
+    "close_loop",
     "instance_id",
     "listener_for",
     "per_loop",
+    "pop_per_loop",
     "reset",
     "shared",
-    "shared_l1",
 ]
 
 T = TypeVar("T")
@@ -39,14 +45,32 @@ T = TypeVar("T")
 _lock = threading.RLock()
 _instance_id = uuid.uuid4().hex[:12]
 _buses: dict[str, LocalBus] = {}
-_breakers: dict[str, CircuitBreaker] = {}
-_l1s: dict[Hashable, MemoryTier] = {}
+_breakers: dict[Hashable, CircuitBreaker] = {}
 _shared: dict[Hashable, object] = {}
-_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, object]] = (
-    weakref.WeakKeyDictionary()
-)
 _closers: list[Callable[[], None]] = []
 _listeners: dict[LocalBus, Listener] = {}
+
+
+class _LoopObjects:
+    """What one event loop holds, and the async generator that closes it at loop end."""
+
+    def __init__(self) -> None:
+        self.objects: dict[Hashable, object] = {}
+        self.closers: dict[Hashable, Callable[[object], Awaitable[None]]] = {}
+        self.guard: AsyncIterator[None] | None = None
+
+    async def aclose(self) -> None:
+        objects, closers = dict(self.objects), dict(self.closers)
+        self.objects.clear()
+        self.closers.clear()
+        for key, close in closers.items():
+            with contextlib.suppress(Exception):  # best effort while a loop ends
+                await close(objects[key])
+
+
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopObjects] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def instance_id() -> str:
@@ -72,22 +96,13 @@ def listener_for(bus: LocalBus, factory: Callable[[], Listener]) -> Listener:
         return listener
 
 
-def breaker_for(location: str, factory: Callable[[], CircuitBreaker]) -> CircuitBreaker:
-    """Return the breaker of the Redis server at `location`, shared by sync and async."""
+def breaker_for(key: Hashable, factory: Callable[[], CircuitBreaker]) -> CircuitBreaker:
+    """Return the breaker under `key` (a node and the breaker's settings), sync and async."""
     with _lock:
-        breaker = _breakers.get(location)
+        breaker = _breakers.get(key)
         if breaker is None:
-            breaker = _breakers[location] = factory()
+            breaker = _breakers[key] = factory()
         return breaker
-
-
-def shared_l1(key: Hashable, factory: Callable[[], MemoryTier]) -> MemoryTier:
-    """Return the L1 registered under `key`, creating it with `factory` once."""
-    with _lock:
-        l1 = _l1s.get(key)
-        if l1 is None:
-            l1 = _l1s[key] = factory()
-        return l1
 
 
 def shared(key: Hashable, factory: Callable[[], T], close: Callable[[T], None] | None = None) -> T:
@@ -101,17 +116,69 @@ def shared(key: Hashable, factory: Callable[[], T], close: Callable[[T], None] |
         return _shared[key]  # type: ignore[return-value]
 
 
-def per_loop(key: Hashable, factory: Callable[[], T]) -> T:
-    """Return the object under `key` for the running event loop (async clients)."""
+def per_loop(
+    key: Hashable,
+    factory: Callable[[], T],
+    close: Callable[[T], Awaitable[None]] | None = None,
+) -> T:
+    """Return the object under `key` for the running event loop (async clients).
+
+    `close` runs in that loop when the loop shuts down its async generators.
+    """
     loop = asyncio.get_running_loop()
-    objects = _per_loop.get(loop)
-    if objects is None:
-        with _lock:
-            objects = _per_loop.setdefault(loop, {})
-    made = objects.get(key)
+    held = _per_loop.get(loop)
+    if held is None:
+        held = _watch(loop)
+    made = held.objects.get(key)
     if made is None:
-        made = objects[key] = factory()
+        made = held.objects[key] = factory()
+        if close is not None:
+            held.closers[key] = close  # type: ignore[assignment]
     return made  # type: ignore[return-value]
+
+
+def _watch(loop: asyncio.AbstractEventLoop) -> _LoopObjects:
+    """Start holding objects for `loop`, closed by the loop's own shutdown."""
+    with _lock:
+        for other in [other for other in _per_loop if other.is_closed()]:
+            _per_loop.pop(other, None)  # ended without shutdown_asyncgens: let GC close
+        held = _per_loop.get(loop)
+        if held is not None:
+            return held
+        held = _per_loop[loop] = _LoopObjects()
+
+    async def guard() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            # The running loop, not a captured one: this frame must not keep it alive.
+            running = asyncio.get_running_loop()
+            if _per_loop.get(running) is held:
+                del _per_loop[running]
+            await held.aclose()
+
+    # The first step registers the generator with the running loop (asyncio's
+    # firstiter hook) and stops at `yield`; the loop then holds it only weakly.
+    held.guard = guard()
+    with contextlib.suppress(StopIteration):
+        held.guard.__anext__().send(None)  # type: ignore[attr-defined]
+    return held
+
+
+def pop_per_loop(key: Hashable) -> object | None:
+    """Forget the running loop's object under `key` and return it (its owner closes it)."""
+    held = _per_loop.get(asyncio.get_running_loop())
+    if held is None:
+        return None
+    held.closers.pop(key, None)
+    return held.objects.pop(key, None)
+
+
+async def close_loop() -> None:
+    """Close what the running loop holds now (tests that end a loop their own way)."""
+    held = _per_loop.pop(asyncio.get_running_loop(), None)
+    if held is not None:
+        await held.aclose()
 
 
 def reset() -> None:
@@ -124,7 +191,6 @@ def reset() -> None:
         _listeners.clear()
         _buses.clear()
         _breakers.clear()
-        _l1s.clear()
         _shared.clear()
         _per_loop.clear()
         _instance_id = uuid.uuid4().hex[:12]
@@ -143,7 +209,6 @@ def _after_fork_in_child() -> None:
     _closers.clear()
     _listeners.clear()
     _breakers.clear()
-    _l1s.clear()
     _shared.clear()
     _per_loop.clear()
     _instance_id = uuid.uuid4().hex[:12]

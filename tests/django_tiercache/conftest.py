@@ -7,7 +7,6 @@ Every test gets the `default` cache on the session's private Redis, flushed firs
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -51,8 +50,4 @@ async def close_loop_clients() -> AsyncIterator[None]:
     yield
     from tiercache import registry
 
-    loop = asyncio.get_running_loop()
-    for made in list(registry._per_loop.get(loop, {}).values()):
-        aclose = getattr(made, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    await registry.close_loop()
