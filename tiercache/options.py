@@ -86,7 +86,14 @@ class CacheOptions:
         """Return the connection settings of the L2 tier."""
         assert self.url is not None
         return RedisSettings(
-            self.url, self.connect_timeout, self.socket_timeout, self.max_connections
+            self.url,
+            self.connect_timeout,
+            self.socket_timeout,
+            self.max_connections,
+            cluster=self.cluster,
+            sentinels=tuple(self.sentinels or ()),
+            sentinel_kwargs=tuple(sorted((self.sentinel_kwargs or {}).items())),
+            watch_interval=self.heartbeat_interval,
         )
 
     def channel(self) -> str:
@@ -118,8 +125,8 @@ def _check_topology(options: CacheOptions) -> None:
         )
     if options.sentinels is not None and not parts.hostname:
         raise ValueError("with sentinels, the url's host is the service name: redis://mymaster/0")
-    # Until the tiers run on redis-py's cluster and sentinel clients (issue 10, phase 2).
-    raise NotImplementedError(f"{topology} is not supported yet by this version of tiercache")
+    if options.cluster:  # until the tiers run on redis-py's cluster client
+        raise NotImplementedError(f"{topology} is not supported yet by this version of tiercache")
 
 
 def url_database(url: str) -> str:

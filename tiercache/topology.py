@@ -18,7 +18,7 @@ from redis.retry import Retry
 
 from tiercache.settings import RedisSettings
 
-__all__ = ["StandaloneTopology", "Topology", "make_topology"]
+__all__ = ["StandaloneTopology", "Topology", "client_options", "make_topology"]
 
 
 class Topology(Protocol):
@@ -51,7 +51,8 @@ class Topology(Protocol):
         ...
 
 
-def _options(settings: RedisSettings) -> dict[str, Any]:
+def client_options(settings: RedisSettings) -> dict[str, Any]:
+    """Return the keywords every client and connection of `settings` takes."""
     return {
         "socket_connect_timeout": settings.connect_timeout,
         "socket_timeout": settings.socket_timeout,
@@ -67,7 +68,7 @@ class StandaloneTopology:
 
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
-        template = redis.ConnectionPool.from_url(settings.url, **_options(settings))
+        template = redis.ConnectionPool.from_url(settings.url, **client_options(settings))
         self._connection_class: type[redis.Connection] = template.connection_class
         self._connection_kwargs = dict(template.connection_kwargs)
         kwargs = self._connection_kwargs
@@ -79,13 +80,13 @@ class StandaloneTopology:
         settings = self.settings
         pool: redis.ConnectionPool
         if settings.max_connections is None:
-            pool = redis.ConnectionPool.from_url(settings.url, **_options(settings))
+            pool = redis.ConnectionPool.from_url(settings.url, **client_options(settings))
         else:
             pool = redis.BlockingConnectionPool.from_url(
                 settings.url,
                 max_connections=settings.max_connections,
                 timeout=settings.socket_timeout,
-                **_options(settings),
+                **client_options(settings),
             )
         return redis.Redis(connection_pool=pool)
 
@@ -95,14 +96,14 @@ class StandaloneTopology:
         pool: redis.asyncio.ConnectionPool
         if settings.max_connections is None:  # redis.asyncio's own default is 100
             pool = redis.asyncio.ConnectionPool.from_url(
-                settings.url, max_connections=2**31, **_options(settings)
+                settings.url, max_connections=2**31, **client_options(settings)
             )
         else:
             pool = redis.asyncio.BlockingConnectionPool.from_url(
                 settings.url,
                 max_connections=settings.max_connections,
                 timeout=settings.socket_timeout,
-                **_options(settings),
+                **client_options(settings),
             )
         return redis.asyncio.Redis.from_pool(pool)
 
@@ -124,4 +125,8 @@ class StandaloneTopology:
 
 def make_topology(settings: RedisSettings) -> Topology:
     """Return the topology of `settings`."""
+    if settings.sentinels:
+        from tiercache.topology_sentinel import SentinelTopology
+
+        return SentinelTopology(settings)
     return StandaloneTopology(settings)
