@@ -10,6 +10,7 @@ from returns.result import Failure, Result
 from tiercache import registry
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
+from tiercache.cluster_tier import AsyncClusterTier, ClusterTier
 from tiercache.codecs import TextCodec
 from tiercache.commands import Request
 from tiercache.composite import Assembly, assemble
@@ -23,6 +24,7 @@ from tiercache.options import CacheOptions
 from tiercache.ports import CacheMetricsProtocol, JSONObject
 from tiercache.redis_tier import AsyncRedisTier, RedisTier
 from tiercache.stampede import Loading, aload, load, make_plan
+from tiercache.topology_cluster import ClusterTopology
 
 __all__ = ["AsyncTieredCache", "TieredCache"]
 
@@ -108,14 +110,21 @@ class _Shell:
         return f"<{type(self).__name__} l1={size} l2={self.options.location!r}>"
 
 
+async def _aclose(tier: AsyncRedisTier | AsyncClusterTier) -> None:
+    await tier.aclose()
+
+
 class TieredCache(_Shell):
     """The synchronous tiered cache; implements `SyncCacheProtocol`."""
 
     def __init__(self, options: CacheOptions, metrics: CacheMetricsProtocol | None = None) -> None:
         super().__init__(options, metrics)
-        self._tier: RedisTier | None = None
+        self._tier: RedisTier | ClusterTier | None = None
         topology = self._assembly.topology
-        if topology is not None:
+        if isinstance(topology, ClusterTopology):
+            assert self.breaker is not None
+            self._tier = ClusterTier(topology, self.breaker)
+        elif topology is not None:
             assert self.breaker is not None
             self._tier = RedisTier(topology, self.breaker)
 
@@ -234,13 +243,16 @@ class AsyncTieredCache(_Shell):
         self._loop_key = ("tiercache", object())
         self._executor = self._execute if options.url is not None else None
 
-    def _make_tier(self) -> AsyncRedisTier:
-        assert self._assembly.topology is not None
+    def _make_tier(self) -> AsyncRedisTier | AsyncClusterTier:
+        topology = self._assembly.topology
+        assert topology is not None
         assert self.breaker is not None
-        return AsyncRedisTier(self._assembly.topology, self.breaker)
+        if isinstance(topology, ClusterTopology):
+            return AsyncClusterTier(topology, self.breaker)
+        return AsyncRedisTier(topology, self.breaker)
 
     async def _execute(self, request: Request) -> object:
-        tier = registry.per_loop(self._loop_key, self._make_tier, AsyncRedisTier.aclose)
+        tier = registry.per_loop(self._loop_key, self._make_tier, _aclose)
         return await tier.execute(request)
 
     async def get(self, key: str) -> Result[str | None, CacheError]:

@@ -39,8 +39,10 @@ READS: Final = frozenset({"GET", "MGET", "PTTL", "EXISTS", "PING", "SCAN", "INFO
 class Script:
     """A Lua script called by its SHA1; the driver falls back to EVAL on NOSCRIPT."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, *, per_key_args: bool = False) -> None:
         self.source = source
+        #: ARGV starts with one argument per key (so a cluster can split it by slot).
+        self.per_key_args = per_key_args
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
     def __repr__(self) -> str:
@@ -51,8 +53,8 @@ class Script:
 SCRIPTS: dict[str, Script] = {}
 
 
-def _script(source: str) -> Script:
-    script = Script(source)
+def _script(source: str, *, per_key_args: bool = False) -> Script:
+    script = Script(source, per_key_args=per_key_args)
     SCRIPTS[script.sha] = script
     return script
 
@@ -108,7 +110,8 @@ for i, key in ipairs(KEYS) do
 end
 """
     + _PUBLISH
-    + "\nreturn #KEYS"
+    + "\nreturn #KEYS",
+    per_key_args=True,
 )
 
 #: KEYS, ARGV: channel, message -> number of keys removed

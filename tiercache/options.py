@@ -125,8 +125,6 @@ def _check_topology(options: CacheOptions) -> None:
         )
     if options.sentinels is not None and not parts.hostname:
         raise ValueError("with sentinels, the url's host is the service name: redis://mymaster/0")
-    if options.cluster:  # until the tiers run on redis-py's cluster client
-        raise NotImplementedError(f"{topology} is not supported yet by this version of tiercache")
 
 
 def url_database(url: str) -> str:

@@ -125,6 +125,10 @@ class StandaloneTopology:
 
 def make_topology(settings: RedisSettings) -> Topology:
     """Return the topology of `settings`."""
+    if settings.cluster:
+        from tiercache.topology_cluster import ClusterTopology
+
+        return ClusterTopology(settings)
     if settings.sentinels:
         from tiercache.topology_sentinel import SentinelTopology
 

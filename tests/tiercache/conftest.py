@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
-from tests.redis_topology import RedisSentinelServers
+from tests.redis_topology import RedisClusterServers, RedisSentinelServers
 from tests.tiercache.support import ALL_CONFIGS, L2_CONFIGS, CacheUnderTest, FakeClock, build
 from tests.tiercache.support import layout_options as _layout_options
 
@@ -24,6 +25,9 @@ def _redis_behind(
         sentinel: RedisSentinelServers = request.getfixturevalue("redis_sentinel")
         client = Sentinel(sentinel.sentinels).master_for(sentinel.service)
         return sentinel.url, {"sentinels": sentinel.sentinels}, client
+    if topology == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        return cluster.seed_url, {"cluster": True}, RedisCluster.from_url(cluster.seed_url)
     url: str = request.getfixturevalue("redis_url")
     return url, {}, redis.Redis.from_url(url)
 

@@ -42,7 +42,7 @@ METHOD_NAMES = (
 LAYOUTS = ("l1", "l2", "l1l2")
 COLOURS = ("sync", "async")
 #: Redis topologies besides standalone, each started once per run (tests/redis_topology.py).
-TOPOLOGIES = ("sentinel",)
+TOPOLOGIES = ("sentinel", "cluster")
 STANDALONE_CONFIGS = tuple(f"{layout}-{colour}" for layout in LAYOUTS for colour in COLOURS)
 L2_CONFIGS = tuple(
     f"{config}{suffix}"
