@@ -18,11 +18,11 @@ from django_tiercache.codec import DjangoCodec
 from django_tiercache.options import BackendOptions
 from django_tiercache.serializers import Serializer
 from tiercache import registry
+from tiercache.cluster_tier import AsyncTier, SyncTier, aclose_tier, async_tier_for, tier_for
 from tiercache.commands import Request
 from tiercache.composite import Assembly, assemble
 from tiercache.errors import CacheError
 from tiercache.ports import CacheMetricsProtocol
-from tiercache.redis_tier import AsyncRedisTier, RedisTier
 
 __all__ = ["Backbone", "backbone_for", "signing_keys"]
 
@@ -46,10 +46,10 @@ class Backbone:
         self.codec = DjangoCodec(_serializer(options, keys))
         self.assembly: Assembly = assemble(self.options.core, self.codec, metrics)
         self.policy = self.assembly.policy
-        self.sync_tier: RedisTier | None = None
+        self.sync_tier: SyncTier | None = None
         if self.assembly.topology is not None:
             assert self.assembly.breaker is not None
-            self.sync_tier = RedisTier(self.assembly.topology, self.assembly.breaker)
+            self.sync_tier = tier_for(self.assembly.topology, self.assembly.breaker)
         self._loop_key = ("django_tiercache", object())
         self._last_logged: dict[str, float] = {}
 
@@ -60,13 +60,13 @@ class Backbone:
 
     async def execute_async(self, request: Request) -> object:
         """Run a request on the client of the running event loop."""
-        tier = registry.per_loop(self._loop_key, self._async_tier, AsyncRedisTier.aclose)
+        tier = registry.per_loop(self._loop_key, self._async_tier, aclose_tier)
         return await tier.execute(request)
 
-    def _async_tier(self) -> AsyncRedisTier:
+    def _async_tier(self) -> AsyncTier:
         assert self.assembly.topology is not None
         assert self.assembly.breaker is not None
-        return AsyncRedisTier(self.assembly.topology, self.assembly.breaker)
+        return async_tier_for(self.assembly.topology, self.assembly.breaker)
 
     @property
     def sync_executor(self) -> Callable[[Request], object] | None:

@@ -10,7 +10,7 @@ from returns.result import Failure, Result
 from tiercache import registry
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
-from tiercache.cluster_tier import AsyncClusterTier, ClusterTier
+from tiercache.cluster_tier import AsyncTier, SyncTier, aclose_tier, async_tier_for, tier_for
 from tiercache.codecs import TextCodec
 from tiercache.commands import Request
 from tiercache.composite import Assembly, assemble
@@ -22,9 +22,8 @@ from tiercache.metrics import CacheMetrics
 from tiercache.operations import CacheOperations
 from tiercache.options import CacheOptions
 from tiercache.ports import CacheMetricsProtocol, JSONObject
-from tiercache.redis_tier import AsyncRedisTier, RedisTier
+from tiercache.redis_tier import AsyncRedisTier
 from tiercache.stampede import Loading, aload, load, make_plan
-from tiercache.topology_cluster import ClusterTopology
 
 __all__ = ["AsyncTieredCache", "TieredCache"]
 
@@ -110,23 +109,16 @@ class _Shell:
         return f"<{type(self).__name__} l1={size} l2={self.options.location!r}>"
 
 
-async def _aclose(tier: AsyncRedisTier | AsyncClusterTier) -> None:
-    await tier.aclose()
-
-
 class TieredCache(_Shell):
     """The synchronous tiered cache; implements `SyncCacheProtocol`."""
 
     def __init__(self, options: CacheOptions, metrics: CacheMetricsProtocol | None = None) -> None:
         super().__init__(options, metrics)
-        self._tier: RedisTier | ClusterTier | None = None
+        self._tier: SyncTier | None = None
         topology = self._assembly.topology
-        if isinstance(topology, ClusterTopology):
+        if topology is not None:
             assert self.breaker is not None
-            self._tier = ClusterTier(topology, self.breaker)
-        elif topology is not None:
-            assert self.breaker is not None
-            self._tier = RedisTier(topology, self.breaker)
+            self._tier = tier_for(topology, self.breaker)
 
     def _execute(self, request: Request) -> object:
         assert self._tier is not None
@@ -243,16 +235,14 @@ class AsyncTieredCache(_Shell):
         self._loop_key = ("tiercache", object())
         self._executor = self._execute if options.url is not None else None
 
-    def _make_tier(self) -> AsyncRedisTier | AsyncClusterTier:
+    def _make_tier(self) -> AsyncTier:
         topology = self._assembly.topology
         assert topology is not None
         assert self.breaker is not None
-        if isinstance(topology, ClusterTopology):
-            return AsyncClusterTier(topology, self.breaker)
-        return AsyncRedisTier(topology, self.breaker)
+        return async_tier_for(topology, self.breaker)
 
     async def _execute(self, request: Request) -> object:
-        tier = registry.per_loop(self._loop_key, self._make_tier, _aclose)
+        tier = registry.per_loop(self._loop_key, self._make_tier, aclose_tier)
         return await tier.execute(request)
 
     async def get(self, key: str) -> Result[str | None, CacheError]:

@@ -19,10 +19,19 @@ from redis.cluster import RedisCluster
 from tiercache.breaker import CircuitBreaker
 from tiercache.commands import SCRIPTS, Command, Request
 from tiercache.errors import CircuitOpen
-from tiercache.redis_tier import error_from
+from tiercache.redis_tier import AsyncRedisTier, RedisTier, error_from
+from tiercache.topology import Topology
 from tiercache.topology_cluster import ClusterTopology
 
-__all__ = ["AsyncClusterTier", "ClusterTier"]
+__all__ = [
+    "AsyncClusterTier",
+    "AsyncTier",
+    "ClusterTier",
+    "SyncTier",
+    "aclose_tier",
+    "async_tier_for",
+    "tier_for",
+]
 
 #: Multi-key commands whose reply is a count: split per key, replies summed.
 _COUNTED = frozenset({"UNLINK", "DEL", "EXISTS", "TOUCH"})
@@ -279,3 +288,26 @@ class AsyncClusterTier(_ClusterBoundary):
     async def aclose(self) -> None:
         """Close the cluster client and its connections."""
         await self._client.aclose()
+
+
+SyncTier = RedisTier | ClusterTier
+AsyncTier = AsyncRedisTier | AsyncClusterTier
+
+
+def tier_for(topology: Topology | ClusterTopology, breaker: CircuitBreaker) -> SyncTier:
+    """Return the sync L2 tier of `topology`."""
+    if isinstance(topology, ClusterTopology):
+        return ClusterTier(topology, breaker)
+    return RedisTier(topology, breaker)
+
+
+def async_tier_for(topology: Topology | ClusterTopology, breaker: CircuitBreaker) -> AsyncTier:
+    """Return an asyncio L2 tier of `topology`, for the running event loop only."""
+    if isinstance(topology, ClusterTopology):
+        return AsyncClusterTier(topology, breaker)
+    return AsyncRedisTier(topology, breaker)
+
+
+async def aclose_tier(tier: AsyncTier) -> None:
+    """Close an asyncio L2 tier (for `registry.per_loop`)."""
+    await tier.aclose()

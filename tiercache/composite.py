@@ -17,6 +17,7 @@ from tiercache.ports import CacheMetricsProtocol
 from tiercache.redis_pubsub import RedisSubscriber
 from tiercache.stampede import Stampede
 from tiercache.topology import Topology, make_topology
+from tiercache.topology_cluster import ClusterTopology
 
 __all__ = ["Assembly", "assemble"]
 
@@ -31,7 +32,7 @@ class Assembly:
     breaker: CircuitBreaker | None
     stampede: Stampede
     #: The Redis nodes and how to reach them (None: L1 only).
-    topology: Topology | None
+    topology: Topology | ClusterTopology | None
 
 
 def assemble(
@@ -49,7 +50,7 @@ def assemble(
             max_bytes=options.l1_max_bytes,
             timer=options.timer,
         )
-    topology: Topology | None = None
+    topology: Topology | ClusterTopology | None = None
     if options.url is None:
         bus = LocalBus("", registry.instance_id())  # an L1-only cache talks to no one
         breaker = None

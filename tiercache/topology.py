@@ -9,7 +9,7 @@ Sentinel implement the same protocol.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 import redis.asyncio
@@ -17,6 +17,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tiercache.settings import RedisSettings
+
+if TYPE_CHECKING:
+    from tiercache.topology_cluster import ClusterTopology
 
 __all__ = ["StandaloneTopology", "Topology", "client_options", "make_topology"]
 
@@ -123,7 +126,7 @@ class StandaloneTopology:
         """Do nothing: a standalone server never moves its keys."""
 
 
-def make_topology(settings: RedisSettings) -> Topology:
+def make_topology(settings: RedisSettings) -> Topology | ClusterTopology:
     """Return the topology of `settings`."""
     if settings.cluster:
         from tiercache.topology_cluster import ClusterTopology

@@ -128,7 +128,7 @@ class ClusterTopology:
 def _owners(slots: object) -> list[tuple[str, int]]:
     """Return the primary (host, port) of each slot range of a CLUSTER SLOTS reply."""
     if isinstance(slots, dict):  # redis-py parses it to {(start, end): {"primary": ...}}
-        return [tuple(info["primary"]) for info in slots.values()]  # type: ignore[misc]
+        return [(str(info["primary"][0]), int(info["primary"][1])) for info in slots.values()]
     return []
 
 
