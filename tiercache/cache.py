@@ -10,7 +10,14 @@ from returns.result import Failure, Result
 from tiercache import registry
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
-from tiercache.cluster_tier import AsyncTier, SyncTier, aclose_tier, async_tier_for, tier_for
+from tiercache.cluster_tier import (
+    AsyncClusterTier,
+    AsyncTier,
+    SyncTier,
+    aclose_tier,
+    async_tier_for,
+    tier_for,
+)
 from tiercache.codecs import TextCodec
 from tiercache.commands import Request
 from tiercache.composite import Assembly, assemble
@@ -335,5 +342,5 @@ class AsyncTieredCache(_Shell):
     async def aclose(self) -> None:
         """Release this cache's connections on the running loop (others close with theirs)."""
         tier = registry.pop_per_loop(self._loop_key)
-        if isinstance(tier, AsyncRedisTier):
+        if isinstance(tier, AsyncRedisTier | AsyncClusterTier):
             await tier.aclose()

@@ -65,7 +65,9 @@ class ClusterTopology:
     def _shared(self) -> RedisCluster:
         with self._lock:
             if self._client is None:
-                self._client = self.sync_client()
+                self._client = client = self.sync_client()
+                # Nothing closes a topology: its client goes with it.
+                weakref.finalize(self, client.close)
             return self._client
 
     def node_of(self, key: str) -> str:

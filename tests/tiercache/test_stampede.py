@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -239,9 +238,10 @@ def test_singleflight_lets_a_sync_caller_wait_for_an_async_leader() -> None:
 
 
 @pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(redis_url) as client:
-        yield client
+def raw(l2_cache: CacheUnderTest) -> redis.Redis:
+    """Return a plain redis-py client of the Redis behind `l2_cache`, whatever its topology."""
+    assert l2_cache.redis is not None
+    return l2_cache.redis
 
 
 async def test_lock_held_elsewhere_makes_the_caller_take_the_holders_value(
