@@ -7,15 +7,22 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
+from django_tiercache.charts import charts_of
 from django_tiercache.conf import MIDDLEWARE_PATH
 from django_tiercache.contract import tiered_aliases, tiered_cache
 from django_tiercache.metrics import metrics_of
 from django_tiercache.models import CacheStats
-from django_tiercache.report import alias_reports
+from django_tiercache.report import alias_reports, report_json
 
 __all__ = ["CacheStatsAdmin"]
 
@@ -44,8 +51,17 @@ class CacheStatsAdmin(_ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         # Only the changelist: the add/change/history views would query a table that does not exist.
-        name = f"{self.opts.app_label}_{self.opts.model_name}_changelist"
-        return [path("", self.admin_site.admin_view(self.changelist_view), name=name)]
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("", self.admin_site.admin_view(self.changelist_view), name=f"{name}_changelist"),
+            path("json/", self.admin_site.admin_view(self.json_view), name=f"{name}_json"),
+        ]
+
+    def json_view(self, request: HttpRequest) -> HttpResponse:
+        """Return the page's figures as JSON (same permission as the page)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return JsonResponse({"caches": [report_json(report) for report in alias_reports()]})
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -54,12 +70,15 @@ class CacheStatsAdmin(_ModelAdmin):
             raise PermissionDenied
         if request.method == "POST":
             return self._act(request)
+        reports = alias_reports()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Cache statistics",
             "subtitle": None,
-            "reports": alias_reports(),
+            "reports": reports,
+            "sections": [(report, charts_of(report.minutes)) for report in reports],
+            "refresh": _refresh_seconds(request),
             "can_reset": request.user.has_perm(RESET_PERMISSION),
             "can_flush": request.user.has_perm(FLUSH_PERMISSION),
             "middleware_installed": MIDDLEWARE_PATH in settings.MIDDLEWARE,
@@ -100,3 +119,12 @@ class CacheStatsAdmin(_ModelAdmin):
                         f"Flushed namespace “{namespace}” of cache “{alias}”: {deleted} keys deleted.",
                     )
         return HttpResponseRedirect(request.path)
+
+
+def _refresh_seconds(request: HttpRequest) -> int | None:
+    """Return the auto-refresh period asked for in the query string (5..300 s), if any."""
+    try:
+        seconds = int(request.GET.get("refresh", ""))
+    except ValueError:
+        return None
+    return min(max(seconds, 5), 300)

@@ -1,150 +1,241 @@
-"""The Redis side of the metrics: every process adds its counter deltas into one hash.
+"""Where every process's counters meet: the `CounterStore` port and its Redis adapter.
 
-Per alias there are three keys (``<prefix>`` is `TIERCACHE["METRICS_KEY_PREFIX"]` plus
-the alias's `REDIS_PREFIX` and name, e.g. ``tiercache:metrics:dj:default``):
+The Redis adapter runs its commands through the cache's own Redis tier (an `Execute`
+callable: the cache's connections, timeouts and circuit breaker), never a client of
+its own. Per alias there are these keys (``<p>`` is `TIERCACHE["METRICS_KEY_PREFIX"]`
+plus ``{<REDIS_PREFIX><alias>}``, e.g. ``tiercache:metrics:{dj:default}``; the braces
+keep them on one Cluster slot):
 
-- ``<prefix>`` a hash of counters (``ns|user|l1_hits`` → 42), summed over processes;
-- ``<prefix>:epoch`` a number bumped by every reset, so that a process whose deltas
+- ``<p>`` a hash of counters (``ns|user|l1_hits`` → 42), summed over processes;
+- ``<p>:epoch`` a number bumped by every reset, so that a process whose deltas
   predate a reset drops them instead of adding them to the fresh counters;
-- ``<prefix>:processes`` a hash of process id → time of its last push.
+- ``<p>:reset`` the time of the last reset;
+- ``<p>:workers`` a hash of process id → its last report (JSON, with the time);
+- ``<p>:m:<minute>`` one hash per minute (lookups, errors, L2 latency buckets), each
+  expiring after two hours: the time series is bounded by construction.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
-import redis
-import redis.exceptions
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from returns.result import Failure, Result, Success
 
-from tiercache import CacheUnavailable
+from tiercache import CacheError
+from tiercache.commands import Command, Request
 
-__all__ = ["CounterSnapshot", "RedisCounterSink"]
+__all__ = [
+    "SERIES_MINUTES",
+    "CounterStore",
+    "Execute",
+    "RedisCounterStore",
+    "StoreSnapshot",
+]
+
+#: Runs one Redis command or pipeline through the cache's tier; raises `CacheError`.
+Execute = Callable[[Request], object]
+
+#: Minutes of history the time series keeps (and the admin page draws).
+SERIES_MINUTES = 60
+_MINUTE_TTL = 2 * 3600  # seconds a minute bucket outlives its minute
+_WORKER_FORGOTTEN_AFTER = 24 * 3600.0  # a report this old is deleted on read
 
 # Deltas apply only if no reset happened since the pusher last looked (ARGV[1] = the
-# epoch it knows, '' for none). Returns the current epoch either way.
+# epoch it knows, '' for none); the worker's report is kept either way.
+# KEYS: counters, epoch, workers, minute. ARGV: epoch, process, report, minute ttl,
+# number of counter pairs, then counter pairs, then minute pairs.
 _ADD_SCRIPT = """
 local epoch = redis.call('GET', KEYS[2]) or '0'
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 if ARGV[1] ~= '' and ARGV[1] ~= epoch then
   return epoch
 end
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-for i = 4, #ARGV, 2 do
+local last = 5 + 2 * tonumber(ARGV[5])
+for i = 6, last, 2 do
   redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+if #ARGV > last then
+  for i = last + 1, #ARGV, 2 do
+    redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1])
+  end
+  redis.call('EXPIRE', KEYS[4], ARGV[4])
 end
 return epoch
 """
 
-# A process that has not pushed for this long no longer counts as reporting.
-_PROCESS_STALE_AFTER = 24 * 3600.0
+# KEYS: counters, epoch, reset time, then the minute keys. ARGV: the time now.
+_CLEAR_SCRIPT = """
+for i = 1, #KEYS do
+  if i ~= 2 and i ~= 3 then redis.call('DEL', KEYS[i]) end
+end
+redis.call('SET', KEYS[3], ARGV[1])
+return redis.call('INCR', KEYS[2])
+"""
 
 
 @dataclass(frozen=True)
-class CounterSnapshot:
-    """The counters summed over every process, as Redis holds them."""
+class StoreSnapshot:
+    """What the store holds: summed counters, workers' reports, the last hour."""
 
     counts: Counter[str]
     epoch: str
-    #: Process id → seconds since its last push.
-    processes: dict[str, float] = field(default_factory=dict)
+    #: Process id → its last report, with ``age`` (seconds since it was made) added.
+    workers: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: (minute since the epoch, its counters), oldest first, one per minute of the hour.
+    minutes: list[tuple[int, Counter[str]]] = field(default_factory=list)
+    #: Unix time of the last reset, if there was one.
+    reset_at: float | None = None
 
 
-class RedisCounterSink:
-    """Adds counter deltas into Redis and reads the sums back; never raises for Redis."""
-
-    def __init__(
-        self,
-        url: str,
-        key: str,
-        *,
-        connect_timeout: float = 0.25,
-        socket_timeout: float = 0.5,
-    ) -> None:
-        self.key = key
-        self._epoch_key = f"{key}:epoch"
-        self._processes_key = f"{key}:processes"
-        self._client = redis.Redis.from_url(
-            url,
-            socket_connect_timeout=connect_timeout,
-            socket_timeout=socket_timeout,
-            # A sick Redis must cost one short timeout, not a series of retries.
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
-        self._add = self._client.register_script(_ADD_SCRIPT)
+class CounterStore(Protocol):
+    """The port the metrics push into and read from; never raises for its backend."""
 
     def add(
-        self, deltas: Mapping[str, int], *, epoch: str, process: str
-    ) -> Result[str, CacheUnavailable]:
-        """Add `deltas` unless Redis was reset since `epoch` ('' : unknown); return its epoch."""
-        args: list[str | int] = [epoch, process, repr(time.time())]
-        for name, delta in deltas.items():
-            if delta:
-                args += [name, delta]
-        try:
-            keys = [self.key, self._epoch_key, self._processes_key]
-            current = self._add(keys=keys, args=args)
-        except (redis.exceptions.RedisError, OSError) as error:
-            return Failure(_unavailable(error))
-        return Success(_text(current))
+        self,
+        deltas: Mapping[str, int],
+        minute_deltas: Mapping[str, int],
+        *,
+        epoch: str,
+        process: str,
+        report: Mapping[str, object],
+    ) -> Result[str, CacheError]:
+        """Add the deltas unless a reset happened since `epoch`; return the epoch."""
+        ...
 
-    def read(self) -> Result[CounterSnapshot, CacheUnavailable]:
-        """Return the summed counters, the epoch and the reporting processes."""
+    def read(self) -> Result[StoreSnapshot, CacheError]:
+        """Return the sums, the workers' reports and the last hour's minutes."""
+        ...
+
+    def clear(self) -> Result[str, CacheError]:
+        """Drop the sums and the time series, start a new epoch; return it."""
+        ...
+
+
+class RedisCounterStore:
+    """`CounterStore` in Redis, reached through the cache's own tier."""
+
+    def __init__(
+        self, execute: Execute, key: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.key = key
+        self._execute = execute
+        self._clock = clock
+        self._epoch_key = f"{key}:epoch"
+        self._reset_key = f"{key}:reset"
+        self._workers_key = f"{key}:workers"
+
+    def minute_key(self, minute: int) -> str:
+        """Return the key of one minute's bucket."""
+        return f"{self.key}:m:{minute}"
+
+    def add(
+        self,
+        deltas: Mapping[str, int],
+        minute_deltas: Mapping[str, int],
+        *,
+        epoch: str,
+        process: str,
+        report: Mapping[str, object],
+    ) -> Result[str, CacheError]:
+        """Add the deltas unless a reset happened since `epoch` ('': unknown)."""
+        now = self._clock()
+        pairs = [(name, delta) for name, delta in deltas.items() if delta]
+        minute_pairs = [(name, delta) for name, delta in minute_deltas.items() if delta]
+        args: list[str | int] = [
+            epoch,
+            process,
+            json.dumps({**report, "at": now}),
+            _MINUTE_TTL,
+            len(pairs),
+        ]
+        for name, delta in pairs + minute_pairs:
+            args += [name, delta]
+        keys = [self.key, self._epoch_key, self._workers_key, self.minute_key(_minute(now))]
+        command: Command = ("EVAL", _ADD_SCRIPT, len(keys), *keys, *args)
         try:
-            with self._client.pipeline(transaction=False) as pipe:
-                pipe.hgetall(self.key)
-                pipe.get(self._epoch_key)
-                pipe.hgetall(self._processes_key)
-                raw_counts, raw_epoch, raw_processes = pipe.execute()
-        except (redis.exceptions.RedisError, OSError) as error:
-            return Failure(_unavailable(error))
-        counts: Counter[str] = Counter(
-            {_text(name): int(value) for name, value in raw_counts.items()}
-        )
-        now = time.time()
-        processes: dict[str, float] = {}
-        stale: list[str] = []
-        for name, pushed_at in raw_processes.items():
-            age = max(0.0, now - float(pushed_at))
-            if age > _PROCESS_STALE_AFTER:
-                stale.append(_text(name))
+            return Success(_text(self._execute(command)))
+        except CacheError as error:
+            return Failure(error)
+
+    def read(self) -> Result[StoreSnapshot, CacheError]:
+        """Return the sums, the reports and the minutes of the last hour, in one trip."""
+        now = self._clock()
+        minutes = list(range(_minute(now) - SERIES_MINUTES + 1, _minute(now) + 1))
+        pipeline: list[Command] = [
+            ("HGETALL", self.key),
+            ("GET", self._epoch_key),
+            ("GET", self._reset_key),
+            ("HGETALL", self._workers_key),
+            *(("HGETALL", self.minute_key(minute)) for minute in minutes),
+        ]
+        try:
+            replies = self._execute(pipeline)
+        except CacheError as error:
+            return Failure(error)
+        assert isinstance(replies, list)
+        counts, epoch, reset_at, raw_workers, *raw_minutes = replies
+        workers: dict[str, dict[str, object]] = {}
+        forgotten: list[str] = []
+        for process, raw in _pairs(raw_workers).items():
+            report = json.loads(raw)
+            report["age"] = max(0.0, now - float(report.get("at", 0.0)))
+            if report["age"] > _WORKER_FORGOTTEN_AFTER:
+                forgotten.append(process)
             else:
-                processes[_text(name)] = age
-        if stale:
-            self._forget_processes(stale)
-        epoch = _text(raw_epoch) if raw_epoch is not None else "0"
-        return Success(CounterSnapshot(counts, epoch, processes))
+                workers[process] = report
+        if forgotten:
+            self._forget(forgotten)
+        return Success(
+            StoreSnapshot(
+                counts=_counts(counts),
+                epoch=_text(epoch) if epoch is not None else "0",
+                workers=dict(sorted(workers.items())),
+                minutes=[
+                    (minute, _counts(raw)) for minute, raw in zip(minutes, raw_minutes, strict=True)
+                ],
+                reset_at=float(_text(reset_at)) if reset_at is not None else None,
+            )
+        )
 
-    def clear(self) -> Result[str, CacheUnavailable]:
-        """Delete the summed counters and start a new epoch; return it."""
+    def clear(self) -> Result[str, CacheError]:
+        """Drop the sums and the time series, note the time, start a new epoch."""
+        now = self._clock()
+        recent = range(_minute(now) - _MINUTE_TTL // 60, _minute(now) + 1)
+        keys = [self.key, self._epoch_key, self._reset_key, *map(self.minute_key, recent)]
+        command: Command = ("EVAL", _CLEAR_SCRIPT, len(keys), *keys, repr(now))
         try:
-            with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(self.key)
-                pipe.incr(self._epoch_key)
-                _, epoch = pipe.execute()
-        except (redis.exceptions.RedisError, OSError) as error:
-            return Failure(_unavailable(error))
-        return Success(str(epoch))
+            return Success(_text(self._execute(command)))
+        except CacheError as error:
+            return Failure(error)
 
-    def close(self) -> None:
-        """Close the connections (best effort)."""
-        self._client.close()
+    def _forget(self, processes: list[str]) -> None:
+        # Housekeeping: if it fails, the next read tries again.
+        with contextlib.suppress(CacheError):
+            self._execute(("HDEL", self._workers_key, *processes))
 
-    def _forget_processes(self, names: list[str]) -> None:
-        # Pruning is housekeeping: if it fails, the next read tries again.
-        with contextlib.suppress(redis.exceptions.RedisError, OSError):
-            self._client.hdel(self._processes_key, *names)
+
+def _minute(now: float) -> int:
+    return int(now // 60)
 
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _unavailable(error: Exception) -> CacheUnavailable:
-    return CacheUnavailable(f"metrics store unreachable: {type(error).__name__}: {error}")
+def _pairs(reply: object) -> dict[str, str]:
+    """Return a HGETALL reply as text pairs, whether it came as a dict or a flat list."""
+    if isinstance(reply, dict):
+        return {_text(name): _text(value) for name, value in reply.items()}
+    if isinstance(reply, list):
+        return {_text(reply[i]): _text(reply[i + 1]) for i in range(0, len(reply) - 1, 2)}
+    return {}
+
+
+def _counts(reply: object) -> Counter[str]:
+    return Counter({name: int(value) for name, value in _pairs(reply).items()})

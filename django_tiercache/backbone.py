@@ -14,15 +14,18 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from django_tiercache.aggregation import RedisCounterStore
 from django_tiercache.codec import DjangoCodec
+from django_tiercache.conf import app_settings
+from django_tiercache.metrics import AliasMetrics, operation_of
 from django_tiercache.options import BackendOptions
 from django_tiercache.serializers import Serializer
+from django_tiercache.workers import probe_of
 from tiercache import registry
 from tiercache.cluster_tier import AsyncTier, SyncTier, aclose_tier, async_tier_for, tier_for
 from tiercache.commands import Request
 from tiercache.composite import Assembly, assemble
-from tiercache.errors import CacheError
-from tiercache.ports import CacheMetricsProtocol
+from tiercache.errors import CacheError, CacheUnavailable
 
 __all__ = ["Backbone", "backbone_for", "signing_keys"]
 
@@ -34,34 +37,46 @@ _LOG_EVERY = 10.0  # seconds between two log lines about the same kind of failur
 class Backbone:
     """The shared parts of one alias: policy, codec, sync tier, async tiers per loop."""
 
-    def __init__(
-        self,
-        alias: str,
-        options: BackendOptions,
-        keys: tuple[str, ...],
-        metrics: CacheMetricsProtocol,
-    ) -> None:
+    def __init__(self, alias: str, options: BackendOptions, keys: tuple[str, ...]) -> None:
         self.alias = alias
         self.options = options
         self.codec = DjangoCodec(_serializer(options, keys))
-        self.assembly: Assembly = assemble(self.options.core, self.codec, metrics)
+        self.metrics = AliasMetrics(alias, push_interval=options.METRICS_PUSH_INTERVAL)
+        self.assembly: Assembly = assemble(self.options.core, self.codec, self.metrics)
         self.policy = self.assembly.policy
         self.sync_tier: SyncTier | None = None
         if self.assembly.topology is not None:
             assert self.assembly.breaker is not None
             self.sync_tier = tier_for(self.assembly.topology, self.assembly.breaker)
+            # The counters travel through this cache's own tier: its timeouts, its breaker.
+            node = self.options.core.location
+            self.metrics.connect(
+                RedisCounterStore(
+                    self.sync_tier.execute,
+                    f"{app_settings().METRICS_KEY_PREFIX}{{{options.core.key_prefix}{alias}}}",
+                ),
+                lambda: probe_of(self.assembly, node),
+            )
         self._loop_key = ("django_tiercache", object())
         self._last_logged: dict[str, float] = {}
 
     def execute(self, request: Request) -> object:
-        """Run a request on the sync client."""
+        """Run a request on the sync client, timing it into the metrics."""
         assert self.sync_tier is not None
-        return self.sync_tier.execute(request)
+        started = time.perf_counter()
+        try:
+            return self.sync_tier.execute(request)
+        finally:
+            self.metrics.record_latency("l2", operation_of(request), time.perf_counter() - started)
 
     async def execute_async(self, request: Request) -> object:
-        """Run a request on the client of the running event loop."""
+        """Run a request on the client of the running event loop, timing it."""
         tier = registry.per_loop(self._loop_key, self._async_tier, aclose_tier)
-        return await tier.execute(request)
+        started = time.perf_counter()
+        try:
+            return await tier.execute(request)
+        finally:
+            self.metrics.record_latency("l2", operation_of(request), time.perf_counter() - started)
 
     def _async_tier(self) -> AsyncTier:
         assert self.assembly.topology is not None
@@ -85,13 +100,16 @@ class Backbone:
         if now - self._last_logged.get(kind, -_LOG_EVERY) < _LOG_EVERY:
             return
         self._last_logged[kind] = now
-        logger.warning(
-            "cache %r: %s failed (%s: %s); serving without Redis",
-            self.alias,
-            operation,
-            kind,
-            error,
-        )
+        if isinstance(error, CacheUnavailable):
+            logger.warning(
+                "cache %r: %s failed (%s: %s); serving without Redis",
+                self.alias,
+                operation,
+                kind,
+                error,
+            )
+        else:  # the key or the value is at fault, not Redis
+            logger.warning("cache %r: %s skipped (%s: %s)", self.alias, operation, kind, error)
 
     def close(self) -> None:
         """Release the sync connection pool."""
@@ -101,7 +119,7 @@ class Backbone:
 
 def signing_keys(options: BackendOptions) -> tuple[str, ...]:
     """Return the key that signs, then the keys that still verify (a rotation's old keys)."""
-    if options.SIGNING_KEY is not None:
+    if options.SIGNING_KEY:  # '' counts as unset, as it always has
         return (options.SIGNING_KEY,)
     return (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ()))
 
@@ -112,13 +130,15 @@ def _serializer(options: BackendOptions, keys: tuple[str, ...]) -> Serializer:
     return serializer
 
 
-def backbone_for(
-    alias: str, options: BackendOptions, metrics: Callable[[], CacheMetricsProtocol]
-) -> Backbone:
-    """Return the process-wide backbone of an alias, building it once."""
+def backbone_for(alias: str, options: BackendOptions) -> Backbone:
+    """Return the process-wide backbone of an alias, building it once.
+
+    Keyed by everything that shapes it and its metrics: a second cache on the same Redis
+    with other options gets its own.
+    """
     keys = signing_keys(options)  # part of the identity: a rotation makes a new backbone
     return registry.shared(
-        ("django_tiercache", alias, options, keys),
-        lambda: Backbone(alias, options, keys, metrics()),
+        ("django_tiercache", alias, options, keys, app_settings().METRICS_KEY_PREFIX),
+        lambda: Backbone(alias, options, keys),
         close=Backbone.close,
     )

@@ -20,17 +20,17 @@ from django.core.exceptions import ImproperlyConfigured
 from returns.result import Failure, Result, Success
 
 from django_tiercache.backbone import Backbone, backbone_for
-from django_tiercache.metrics import metrics_for
+from django_tiercache.inspection import KeyInspection, inspect_key
+from django_tiercache.metrics import AliasMetrics
 from django_tiercache.options import BackendOptions, parse_options
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
 from tiercache.drivers import drive, drive_async
 from tiercache.errors import CacheError, LoaderFailed, NotAnInteger, NotSerializable
 from tiercache.globs import escape_glob
-from tiercache.keys import namespace_of
+from tiercache.keys import KeyMemo, namespace_of
 from tiercache.memory import MISSING, MemoryTier
 from tiercache.policy import Flow, TierPolicy
-from tiercache.ports import CacheMetricsProtocol
 from tiercache.stampede import Loading, aload, load, make_plan
 
 __all__ = ["TieredCache"]
@@ -42,7 +42,6 @@ Timeout = float | int | None | object
 # C-level search, the keys that may need one.
 _MAYBE_WARN = re.compile(r"[\x00-\x20\x7f]")
 _MEMCACHE_MAX_KEY_LENGTH = 250
-_MEMO_SIZE = 4096  # resolved keys remembered per backend instance
 
 
 def _alias_of(location: str, params: Mapping[str, Any]) -> str:
@@ -65,7 +64,7 @@ class TieredCache(BaseCache):
         self._params = params
         # Key function, prefix and version are fixed per instance, so resolving a key
         # once is enough (Django makes an instance per thread: no lock needed).
-        self._resolved: dict[str, tuple[str, str]] = {}
+        self._keys = KeyMemo(self._make)
 
     @cached_property
     def alias(self) -> str:
@@ -80,7 +79,7 @@ class TieredCache(BaseCache):
     @cached_property
     def _backbone(self) -> Backbone:
         options = self.options
-        return backbone_for(self.alias, options, lambda: metrics_for(self.alias))
+        return backbone_for(self.alias, options)
 
     @cached_property
     def _policy(self) -> TierPolicy:
@@ -97,11 +96,9 @@ class TieredCache(BaseCache):
     # -- what tooling reads ----------------------------------------------------------
 
     @property
-    def metrics(self) -> CacheMetricsProtocol:
-        """Return the metrics store of this alias."""
-        metrics = self._policy.metrics
-        assert metrics is not None
-        return metrics
+    def metrics(self) -> AliasMetrics:
+        """Return the metrics of this alias (summed over processes by its pusher)."""
+        return self._backbone.metrics
 
     @property
     def l1(self) -> MemoryTier | None:
@@ -180,6 +177,13 @@ class TieredCache(BaseCache):
             raise result.failure()  # an operator's action: say it failed, never "0 deleted"
         return result.unwrap()
 
+    def inspect(self, key: Any, version: int | None = None) -> KeyInspection:
+        """Return how `key` is held in this process's L1 and in Redis, changing neither."""
+        redis_key = self._prefix + self.make_key(key, version)
+        return inspect_key(
+            str(key), redis_key, l1=self.l1, codec=self._backbone.codec, execute=self._sync
+        )
+
     # -- keys, timeouts, failures ----------------------------------------------------
 
     def validate_key(self, key: str) -> None:
@@ -194,24 +198,20 @@ class TieredCache(BaseCache):
     def _resolve(self, key: Any, version: int | None) -> tuple[str, str]:
         """Return the Redis key and the namespace of `key`, memoised for plain keys."""
         if version is None and type(key) is str:
-            resolved = self._resolved.get(key)
+            resolved = self._keys[key]
             if resolved is not None:
                 return resolved
-            if self.key_func is default_key_func:  # Django's own, inlined (tests swap it)
-                made = f"{self.key_prefix}:{self.version}:{key}"
-            else:
-                made = self.make_key(key, None)
-            if len(made) > _MEMCACHE_MAX_KEY_LENGTH or _MAYBE_WARN.search(made):
-                self.validate_key(made)  # warn on every call, so never memoise these
-                return self._prefix + made, self._namespace(key)
-            if len(self._resolved) >= _MEMO_SIZE:
-                self._resolved.clear()
-            resolved = self._resolved[key] = (
-                self._prefix + made,
-                namespace_of(key, self._separator),
-            )
-            return resolved
         return self._key(key, version), self._namespace(key)
+
+    def _make(self, key: str) -> tuple[str, str] | None:
+        """Resolve a str `key` of the current version; None if it warns (never memoised)."""
+        if self.key_func is default_key_func:  # Django's own, inlined (tests swap it)
+            made = f"{self.key_prefix}:{self.version}:{key}"
+        else:
+            made = self.make_key(key, None)
+        if len(made) > _MEMCACHE_MAX_KEY_LENGTH or _MAYBE_WARN.search(made):
+            return None  # `validate_key` must warn on every call
+        return self._prefix + made, namespace_of(key, self._separator)
 
     def _namespace(self, key: Any) -> str:
         return namespace_of(key if type(key) is str else str(key), self._separator)
@@ -222,12 +222,26 @@ class TieredCache(BaseCache):
             timeout = self.default_timeout
         return None if timeout is None else max(0, int(timeout))  # type: ignore[call-overload]
 
+    def _callers_key(self, stored: str) -> str:
+        """Return the key a caller wrote for the Redis key `stored`, to name it in errors.
+
+        Only Django's own key function can be read backwards; with another, errors
+        name the key that function made.
+        """
+        head = self._prefix + self.key_prefix + ":"
+        if self.key_func is default_key_func and stored.startswith(head):
+            _version, _, key = stored[len(head) :].partition(":")
+            return key
+        return stored
+
     def _settle(self, result: Result[T, CacheError], operation: str, fallback: T) -> T:
         """Return a success's value; raise for a caller's mistake; else log and fall back."""
-        if isinstance(result, Success):
+        if type(result) is Success:  # not isinstance: an ABC check, on every L1 hit
             value: T = result.unwrap()
             return value
         error = result.failure()
+        if error.key is not None:
+            error.named(self._callers_key(error.key))
         if isinstance(error, NotSerializable):
             raise pickle.PicklingError(str(error))
         if isinstance(error, NotAnInteger):  # incr/decr of a value that is not an int
@@ -236,9 +250,6 @@ class TieredCache(BaseCache):
         return fallback
 
     # -- flows, written once for both colours ----------------------------------------
-
-    def _get(self, key: Any, version: int | None) -> Flow[object]:
-        return self._policy.get(*self._resolve(key, version))
 
     def _set(
         self,
@@ -325,14 +336,8 @@ class TieredCache(BaseCache):
     # -- the sync API ----------------------------------------------------------------
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        full, namespace = self._resolve(key, version)
-        value = self._policy.cached(full, namespace)  # the hot path: no flow for an L1 hit
-        if value is MISSING:
-            value = self._settle(
-                drive(self._policy.fetch(full, namespace), self._backbone.sync_executor),
-                "get",
-                MISSING,
-            )
+        found = drive(self._policy.get(*self._resolve(key, version)), self._sync)
+        value = self._settle(found, "get", MISSING)
         return default if value is MISSING else value
 
     def set(
@@ -388,16 +393,8 @@ class TieredCache(BaseCache):
     # -- the native async API --------------------------------------------------------
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        full, namespace = self._resolve(key, version)
-        value = self._policy.cached(full, namespace)
-        if value is MISSING:
-            value = self._settle(
-                await drive_async(
-                    self._policy.fetch(full, namespace), self._backbone.async_executor
-                ),
-                "get",
-                MISSING,
-            )
+        found = await drive_async(self._policy.get(*self._resolve(key, version)), self._async)
+        value = self._settle(found, "get", MISSING)
         return default if value is MISSING else value
 
     async def aset(

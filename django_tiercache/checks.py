@@ -256,7 +256,7 @@ def check_app_settings(
                     id="django_tiercache.E005",
                 )
             )
-        elif type(value) is not type(APP_DEFAULTS[key]):
+        elif not _app_setting_fits(APP_DEFAULTS[key], value):
             messages.append(
                 checks.Error(
                     f"settings.TIERCACHE[{key!r}] must be a {type(APP_DEFAULTS[key]).__name__}, got {value!r}.",
@@ -265,6 +265,14 @@ def check_app_settings(
                 )
             )
     return messages
+
+
+def _app_setting_fits(default: object, value: object) -> bool:
+    if default is None:  # optional text (a token)
+        return value is None or isinstance(value, str)
+    if isinstance(default, tuple):  # a list in settings is fine too
+        return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    return type(value) is type(default)
 
 
 def check_middleware(

@@ -26,6 +26,11 @@ class AppSettings:
     SERVER_TIMING: bool = False
     #: Prefix of the Redis hashes that hold every process's metric counters.
     METRICS_KEY_PREFIX: str = "tiercache:metrics:"
+    #: Bearer token that opens `django_tiercache.views.metrics` (None: no token).
+    METRICS_TOKEN: str | None = None
+    #: Client addresses or networks (CIDR) allowed to read `views.metrics` (empty: any).
+    #: With neither this nor METRICS_TOKEN set, the view is closed (404).
+    METRICS_ALLOWED_IPS: tuple[str, ...] = ()
 
 
 APP_DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(AppSettings)}
@@ -35,6 +40,8 @@ APP_DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(AppSettings
 def app_settings() -> AppSettings:
     """Return `settings.TIERCACHE` over the defaults (unknown keys are left to the checks)."""
     given: dict[str, Any] = dict(getattr(settings, "TIERCACHE", None) or {})
+    if isinstance(given.get("METRICS_ALLOWED_IPS"), list | tuple):
+        given["METRICS_ALLOWED_IPS"] = tuple(given["METRICS_ALLOWED_IPS"])
     return AppSettings(**{name: value for name, value in given.items() if name in APP_DEFAULTS})
 
 

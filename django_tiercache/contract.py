@@ -10,6 +10,7 @@ from django.core.cache.backends.base import BaseCache
 from django.utils.module_loading import import_string
 
 from django_tiercache.conf import BACKEND_PATH
+from django_tiercache.inspection import KeyInspection
 from django_tiercache.options import BackendOptions
 from tiercache import CacheMetricsProtocol, CircuitBreaker, MemoryTier
 
@@ -38,6 +39,10 @@ class TieredBackend(Protocol):
 
     def flush_namespace(self, namespace: str) -> int:
         """Delete the namespace's keys (and every process's L1 copies); return how many."""
+        ...
+
+    def inspect(self, key: str, version: int | None = None) -> KeyInspection:
+        """Return how `key` is held in this process's L1 and in Redis, changing neither."""
         ...
 
 

@@ -6,7 +6,10 @@ and adding them into Redis is one HINCRBY each:
 - ``ns|<namespace>|<counter>`` with counter one of `COUNTERS`;
 - ``err|<namespace>|<kind>`` errors of one `CacheError` kind;
 - ``view|<view>|<namespace>|<counter>`` what requests to a view did in a namespace;
-- ``req|<view>`` how many requests to the view used this cache.
+- ``req|<view>`` how many requests to the view used this cache;
+- ``op|<tier>|<operation>|<bucket>`` how many calls to a tier fell in a latency bucket
+  (`LATENCY_BUCKETS`; ``sum`` holds their summed time in microseconds);
+- ``proc|<event>`` events counted by the cache's parts (`PROCESS_EVENTS`).
 
 '|' and '%' inside a name are percent-escaped, so any namespace or view name round-trips.
 """
@@ -20,17 +23,31 @@ from dataclasses import dataclass, field
 from tiercache import NamespaceStats
 
 __all__ = [
+    "BREAKER_OUTAGES",
+    "BUS_RECONNECTS",
     "COUNTERS",
     "ERRORS",
+    "EVICTIONS",
+    "INVALIDATIONS",
     "L1_HITS",
     "L2_HITS",
+    "LATENCY_BUCKETS",
+    "LATENCY_SUM",
     "MISSES",
+    "PROCESS_EVENTS",
+    "STALE_SERVED",
+    "STAMPEDE_JOINS",
     "ViewStats",
+    "bucket_of",
     "error_kinds",
+    "hit_rate_text",
     "join",
     "namespace_stats",
+    "process_events",
+    "quantile",
     "split",
     "stats_of",
+    "tier_latencies",
     "view_stats",
 ]
 
@@ -39,6 +56,70 @@ L2_HITS = "l2_hits"
 MISSES = "misses"
 ERRORS = "errors"
 COUNTERS = (L1_HITS, L2_HITS, MISSES, ERRORS)
+
+#: Upper bounds, in seconds, of the latency histogram's buckets (the last is +Inf).
+LATENCY_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    float("inf"),
+)
+#: The field holding a histogram's summed time, in integer microseconds.
+LATENCY_SUM = "sum"
+
+#: Events the cache's parts count, each summed over processes under ``proc|<event>``.
+EVICTIONS = "evictions"
+INVALIDATIONS = "invalidations"
+BUS_RECONNECTS = "bus_reconnects"
+STAMPEDE_JOINS = "stampede_joins"
+STALE_SERVED = "stale_served"
+BREAKER_OUTAGES = "breaker_outages"
+PROCESS_EVENTS = (
+    EVICTIONS,
+    INVALIDATIONS,
+    BUS_RECONNECTS,
+    STAMPEDE_JOINS,
+    STALE_SERVED,
+    BREAKER_OUTAGES,
+)
+
+
+def bucket_of(seconds: float) -> int:
+    """Return the index of the latency bucket that holds `seconds`."""
+    for index, bound in enumerate(LATENCY_BUCKETS):
+        if seconds <= bound:
+            return index
+    return len(LATENCY_BUCKETS) - 1
+
+
+def quantile(buckets: Mapping[int, int], q: float) -> float | None:
+    """Return the `q` quantile (0..1) of a histogram, interpolated in its bucket."""
+    total = sum(buckets.values())
+    if not total:
+        return None
+    rank = q * total
+    seen = 0
+    lower = 0.0
+    for index, bound in enumerate(LATENCY_BUCKETS):
+        count = buckets.get(index, 0)
+        if count and seen + count >= rank:
+            if bound == float("inf"):
+                return lower  # beyond the last finite bound: say at least that much
+            return lower + (bound - lower) * (rank - seen) / count
+        seen += count
+        lower = bound
+    return lower
 
 
 def join(*parts: str) -> str:
@@ -52,10 +133,15 @@ def split(name: str) -> list[str]:
 
 
 def stats_of(row: Mapping[str, int]) -> NamespaceStats:
-    """Return the stats of one row of counters (missing counters are zero)."""
+    """Return the stats of one row of counters (missing counters are zero).
+
+    An error counts as a lookup that did not hit: during an outage the hit rate falls,
+    it does not rise. `total_requests` is hits + misses + errors; with none, the hit
+    rate is 0.0 and pages show "—" (see `hit_rate_text`).
+    """
     l1_hits, l2_hits = row.get(L1_HITS, 0), row.get(L2_HITS, 0)
     hits = l1_hits + l2_hits
-    total = hits + row.get(MISSES, 0)
+    total = hits + row.get(MISSES, 0) + row.get(ERRORS, 0)
     return NamespaceStats(
         hits=hits,
         l1_hits=l1_hits,
@@ -65,6 +151,29 @@ def stats_of(row: Mapping[str, int]) -> NamespaceStats:
         total_requests=total,
         hit_rate=hits / total if total else 0.0,
     )
+
+
+def hit_rate_text(stats: NamespaceStats) -> str:
+    """Return the hit rate as a percentage, or "—" when there were no lookups."""
+    if not stats["total_requests"]:
+        return "—"
+    return f"{stats['hit_rate'] * 100:.1f}%"
+
+
+def tier_latencies(counts: Mapping[str, int]) -> dict[tuple[str, str], dict[int | str, int]]:
+    """Return each (tier, operation)'s histogram: bucket index → count, plus ``sum`` (µs)."""
+    histograms: dict[tuple[str, str], dict[int | str, int]] = {}
+    for name, value in counts.items():
+        parts = split(name)
+        if len(parts) == 4 and parts[0] == "op":
+            bucket: int | str = parts[3] if parts[3] == LATENCY_SUM else int(parts[3])
+            histograms.setdefault((parts[1], parts[2]), {})[bucket] = value
+    return histograms
+
+
+def process_events(counts: Mapping[str, int]) -> dict[str, int]:
+    """Return the summed count of each of `PROCESS_EVENTS` (zero if never counted)."""
+    return {event: counts.get(join("proc", event), 0) for event in PROCESS_EVENTS}
 
 
 def namespace_stats(counts: Mapping[str, int]) -> dict[str, NamespaceStats]:

@@ -1,18 +1,21 @@
 """Metrics of each cache alias: counted per request, merged once, summed over processes.
 
-The backend records into `metrics_for(alias)`. While the middleware serves a request
-(it opened a `RequestScope`), the counts go to that scope; at the end of the request
-the middleware commits the scope into each alias's process counters in one step,
-attributed to the view. Outside a request the counts go straight to the process
-counters. At most every `METRICS_PUSH_INTERVAL` seconds (checked lazily at the end of
-requests and whenever the stats are read) a process adds the counters it gathered
-since its last push into Redis (`aggregation`), so the site's figures are the Redis
-sums plus this process's not-yet-pushed deltas.
+The backend records into its alias's `AliasMetrics` (one per backbone, so it lives in
+tiercache's process registry, keyed like the backbone by alias, location and options).
+While the middleware serves a request (it opened a `RequestScope`), the counts go to
+that scope; at the end of the request the middleware commits the scope into each
+alias's process counters in one step, attributed to the view. Outside a request the
+counts go straight to the process counters.
+
+Nothing here talks to Redis on a request's path: a daemon thread per process
+(`django_tiercache.pusher`) adds what was counted since the last push into the
+`CounterStore` every `METRICS_PUSH_INTERVAL` seconds, through the cache's own Redis
+tier (its timeouts and circuit breaker). The site's figures are the store's sums plus
+this process's not-yet-pushed deltas.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
@@ -24,24 +27,21 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 from returns.result import Failure, Success
 
 from django_tiercache import counters
-from django_tiercache.aggregation import RedisCounterSink
-from django_tiercache.conf import app_settings
-from django_tiercache.options import cache_options
-from tiercache import NamespaceStats
+from django_tiercache.aggregation import CounterStore
+from tiercache import NamespaceStats, commands
 
 __all__ = [
     "AliasMetrics",
+    "Probe",
     "RequestScope",
-    "SiteCounts",
-    "all_metrics",
+    "SiteView",
+    "captured",
     "metrics_for",
     "metrics_of",
+    "operation_of",
     "request_scope",
     "reset_metrics_registry",
 ]
@@ -51,8 +51,13 @@ logger = logging.getLogger(__name__)
 #: Name under which requests that resolved to no view are counted.
 UNRESOLVED_VIEW = "(unresolved)"
 
-# A recorded event: (counter, namespace) or (errors, namespace, kind).
+# A recorded event: (counter, namespace), (errors, namespace, kind) or
+# (op, tier, operation, bucket or "sum").
 _Event = tuple[str, ...]
+
+#: What a worker reports besides its counters: (gauges for the per-worker table,
+#: running totals of `counters.PROCESS_EVENTS` since the process started).
+Probe = Callable[[], tuple[dict[str, object], dict[str, int]]]
 
 
 class RequestScope:
@@ -63,16 +68,16 @@ class RequestScope:
         self._events: dict[AliasMetrics, Counter[_Event]] = {}
         self.cache_seconds = 0.0
 
-    def add(self, metrics: AliasMetrics, event: _Event) -> None:
+    def add(self, metrics: AliasMetrics, event: _Event, amount: int = 1) -> None:
         """Count one event of `metrics`' alias."""
         with self._lock:
             events = self._events.get(metrics)
             if events is None:
                 events = self._events[metrics] = Counter()
-            events[event] += 1
+            events[event] += amount
 
     def add_time(self, seconds: float) -> None:
-        """Add time spent waiting for the cache."""
+        """Add time spent waiting for Redis."""
         with self._lock:
             self.cache_seconds += seconds
 
@@ -82,8 +87,27 @@ class RequestScope:
         with self._lock:
             for events in self._events.values():
                 for event, count in events.items():
-                    row[event[0]] += count
+                    if event[0] in counters.COUNTERS:
+                        row[event[0]] += count
         return counters.stats_of(row)
+
+    def events(self) -> list[tuple[_Event, int]]:
+        """Return what was counted so far, over every alias."""
+        with self._lock:
+            return [pair for events in self._events.values() for pair in events.items()]
+
+    def forward(self, outer: RequestScope | None) -> None:
+        """Hand what this scope counted to `outer`, or to the process counters."""
+        with self._lock:
+            events = {metrics: Counter(counted) for metrics, counted in self._events.items()}
+        for metrics, counted in events.items():
+            if outer is None:
+                metrics.merge_request(counted, None)
+                continue
+            for event, count in counted.items():
+                outer.add(metrics, event, count)
+        if outer is not None:
+            outer.add_time(self.cache_seconds)
 
     def commit(self, view: str | None) -> list[AliasMetrics]:
         """Merge the counts into each alias's process counters; return those aliases."""
@@ -110,52 +134,78 @@ def request_scope() -> Iterator[RequestScope]:
         _current_scope.reset(token)
 
 
+@contextlib.contextmanager
+def captured() -> Iterator[RequestScope]:
+    """Collect the cache use of the code inside apart, then pass it on as if uncaptured."""
+    outer = _current_scope.get()
+    with request_scope() as inner:
+        yield inner
+    inner.forward(outer)
+
+
 @dataclass(frozen=True)
-class SiteCounts:
-    """Counters summed over every process, or only this one's when Redis is out of reach."""
+class SiteView:
+    """Counters summed over every process, or only this one's when the store is out of reach."""
 
     counts: Counter[str]
-    #: True: Redis sums plus this process's pending deltas. False: this process only.
+    #: True: the store's sums plus this process's pending deltas. False: this process only.
     site_wide: bool
     #: Why the figures are this process's only, if they are.
     problem: str | None = None
-    #: Process id → seconds since its last push (site-wide figures only).
-    processes: dict[str, float] = field(default_factory=dict)
+    #: Process id → its last report (with ``age`` in seconds).
+    workers: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: (minute, counters) of the last hour, oldest first.
+    minutes: list[tuple[int, Counter[str]]] = field(default_factory=list)
+    #: Unix time of the last reset of the site's figures.
+    reset_at: float | None = None
 
 
 class AliasMetrics:
     """The process-wide metrics of one cache alias; implements `CacheMetricsProtocol`.
 
-    `get_stats` and friends answer for this process since its last reset; `site_counts`
+    `get_stats` and friends answer for this process since its last reset; `site_view`
     answers for the whole site.
     """
 
     def __init__(
         self,
         alias: str,
-        sink: RedisCounterSink | None,
         *,
         push_interval: float = 5.0,
         timer: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.alias = alias
         self.push_interval = push_interval
-        self._sink = sink
+        self._store: CounterStore | None = None
+        self._probe: Probe | None = None
         self._timer = timer
+        self._clock = clock
         self._lock = threading.Lock()
         self._totals: Counter[str] = Counter()  # this process, since its last reset
-        self._pending: Counter[str] = Counter()  # not yet added into Redis
+        self._pending: Counter[str] = Counter()  # not yet added into the store
+        self._events_seen: dict[str, int] = {}  # the probe's totals at the last push
         # Counts made outside requests land in a per-thread shard that only its thread
         # writes (no lock on the hot path); readers fold what is new in each shard.
         self._local = threading.local()
         self._shards: list[tuple[dict[_Event, int], dict[_Event, int]]] = []
         self._push_lock = threading.Lock()
         self._next_push = timer() + push_interval
-        self._epoch = ""  # the Redis reset epoch our pending deltas belong to
+        self._epoch = ""  # the store's reset epoch our pending deltas belong to
         self._warned_at: float | None = None
+        self._pid = os.getpid()
+        #: The last error this process counted: "Kind at <unix time>".
+        self.last_error: tuple[str, float] | None = None
 
     def __repr__(self) -> str:
         return f"<AliasMetrics {self.alias!r}>"
+
+    def connect(self, store: CounterStore, probe: Probe | None = None) -> None:
+        """Share the counters through `store`, pushed by this process's pusher thread."""
+        from django_tiercache.pusher import pusher  # the pusher knows AliasMetrics
+
+        self._store, self._probe = store, probe
+        pusher().watch(self)
 
     # --- recording (the backend calls these) -----------------------------------------
 
@@ -169,18 +219,21 @@ class AliasMetrics:
 
     def record_error(self, namespace: str, kind: str = "CacheError") -> None:
         """Count an error of `kind` (the `CacheError` subclass name)."""
+        self.last_error = (kind, self._clock())
         self._record((counters.ERRORS, namespace, kind))
 
-    def record_time(self, seconds: float) -> None:
-        """Add time spent in one cache call to the current request's Server-Timing."""
+    def record_latency(self, tier: str, operation: str, seconds: float) -> None:
+        """Count one call to `tier` in the latency histogram, and in the request's time."""
         scope = _current_scope.get()
         if scope is not None:
             scope.add_time(seconds)
+        self._record(("op", tier, operation, str(counters.bucket_of(seconds))))
+        self._record(("op", tier, operation, counters.LATENCY_SUM), round(seconds * 1e6))
 
-    def _record(self, event: _Event) -> None:
+    def _record(self, event: _Event, amount: int = 1) -> None:
         scope = _current_scope.get()
         if scope is not None:
-            scope.add(self, event)
+            scope.add(self, event, amount)
             return
         try:
             shard: dict[_Event, int] = self._local.shard
@@ -188,7 +241,7 @@ class AliasMetrics:
             shard = self._local.shard = {}
             with self._lock:
                 self._shards.append((shard, {}))
-        shard[event] = shard.get(event, 0) + 1
+        shard[event] = shard.get(event, 0) + amount
 
     def _fold(self) -> None:
         """Move what the per-thread shards counted since the last fold into the totals."""
@@ -202,15 +255,26 @@ class AliasMetrics:
         if news:
             self._add(_fields(news, view=None))
 
-    def merge_request(self, events: Mapping[_Event, int], view: str) -> None:
-        """Add one request's counts, attributed to `view`, in one step."""
+    def merge_request(self, events: Mapping[_Event, int], view: str | None) -> None:
+        """Add one request's counts, attributed to `view` (if any), in one step."""
         self._add(_fields(events, view))
+        if self._pid != os.getpid():
+            self._after_fork()
 
     def _add(self, deltas: Counter[str]) -> None:
         with self._lock:
             self._totals.update(deltas)
-            if self._sink is not None:
+            if self._store is not None:
                 self._pending.update(deltas)
+
+    def _after_fork(self) -> None:
+        # Built before a fork (gunicorn --preload): the counts are the parent's, and
+        # this process needs its own pusher thread.
+        self._pid = os.getpid()
+        self.reset()
+        self._events_seen.clear()
+        if self._store is not None:
+            self.connect(self._store, self._probe)
 
     # --- this process (CacheMetricsProtocol) ------------------------------------------
 
@@ -233,7 +297,7 @@ class AliasMetrics:
             return Counter(self._totals)
 
     def reset(self, namespace: str | None = None) -> None:
-        """Zero this process's counters of one namespace, or all (Redis is untouched)."""
+        """Zero this process's counters of one namespace, or all (the store is untouched)."""
         self._fold()
         with self._lock:
             if namespace is None:
@@ -248,38 +312,46 @@ class AliasMetrics:
 
     @property
     def shares_counts(self) -> bool:
-        """Return whether this alias adds its counters into Redis."""
-        return self._sink is not None
+        """Return whether this alias adds its counters into a store."""
+        return self._store is not None
 
     @property
     def push_due(self) -> bool:
         """Return whether the push interval has passed (cheap)."""
-        return self._sink is not None and self._timer() >= self._next_push
-
-    def push_if_due(self) -> None:
-        """Push the pending deltas if the interval has passed (cheap when not)."""
-        if self.push_due:
-            self.push()
+        return self._store is not None and self._timer() >= self._next_push
 
     def push(self) -> bool:
-        """Add the pending deltas into Redis now; keep them if Redis is out of reach."""
-        if self._sink is None:
+        """Add the pending deltas and this worker's report into the store now.
+
+        The pusher thread calls this; it blocks for as long as the store's Redis call
+        takes (bounded by the cache's timeouts, skipped while its breaker is open).
+        """
+        if self._store is None:
             return False
         if not self._push_lock.acquire(blocking=False):
             return False  # another thread is pushing right now
         try:
-            return self._push_locked(self._sink)
+            return self._push_locked(self._store)
         finally:
             self._push_lock.release()
 
-    def _push_locked(self, sink: RedisCounterSink) -> bool:
+    def _push_locked(self, store: CounterStore) -> bool:
         self._fold()
+        report, totals = self._probe() if self._probe is not None else ({}, {})
+        events = self._event_deltas(totals)
         with self._lock:
+            self._pending.update(events)
             deltas, self._pending = self._pending, Counter()
         self._next_push = self._timer() + self.push_interval
-        if not deltas:
-            return True  # an idle process need not report
-        match sink.add(deltas, epoch=self._epoch, process=_process_id()):
+        if self.last_error is not None:
+            report["last_error"] = {"kind": self.last_error[0], "at": self.last_error[1]}
+        match store.add(
+            deltas,
+            _minute_fields(deltas),
+            epoch=self._epoch,
+            process=_process_id(),
+            report=report,
+        ):
             case Success(epoch):
                 if self._epoch and epoch != self._epoch:
                     # Reset elsewhere since our last push: these deltas are (mostly) older.
@@ -293,30 +365,45 @@ class AliasMetrics:
                 self._warn(f"cannot add metrics of cache {self.alias!r} into Redis: {error}")
         return False
 
-    def site_counts(self) -> SiteCounts:
-        """Return the counters of every process: pushes ours first, then reads Redis."""
-        if self._sink is None:
-            return SiteCounts(self.snapshot(), False, "this cache has no Redis LOCATION")
-        with self._push_lock:
-            self._push_locked(self._sink)
-            match self._sink.read():
-                case Success(snapshot):
-                    with self._lock:
-                        pending = Counter(self._pending)
-                    if snapshot.epoch != self._epoch:
-                        pending.clear()  # reset since our push; the next push drops them
-                    return SiteCounts(snapshot.counts + pending, True, None, snapshot.processes)
-                case Failure(error):
-                    return SiteCounts(self.snapshot(), False, str(error))
+    def _event_deltas(self, totals: Mapping[str, int]) -> Counter[str]:
+        deltas: Counter[str] = Counter()
+        for event, total in totals.items():
+            seen = self._events_seen.get(event, 0)
+            # A total that went down was restarted (a new bus, a registry reset).
+            deltas[counters.join("proc", event)] = total - seen if total >= seen else total
+            self._events_seen[event] = total
+        return +deltas
+
+    def site_view(self) -> SiteView:
+        """Return the figures of every process: the store's sums plus our pending deltas."""
+        if self._store is None:
+            return SiteView(self.snapshot(), False, "this cache has no Redis LOCATION")
+        self._fold()
+        match self._store.read():
+            case Success(snapshot):
+                with self._lock:
+                    pending = Counter(self._pending)
+                if self._epoch and snapshot.epoch != self._epoch:
+                    pending.clear()  # reset since our push; the next push drops them
+                return SiteView(
+                    snapshot.counts + pending,
+                    True,
+                    None,
+                    snapshot.workers,
+                    snapshot.minutes,
+                    snapshot.reset_at,
+                )
+            case Failure(error):
+                return SiteView(self.snapshot(), False, str(error))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def reset_site(self) -> str | None:
         """Zero the counters of every process; return a problem, or None if all went well."""
         self.reset()
-        if self._sink is None:
+        if self._store is None:
             return None
         with self._push_lock:
-            match self._sink.clear():
+            match self._store.clear():
                 case Success(epoch):
                     self._epoch = epoch
                     self.reset()
@@ -324,11 +411,6 @@ class AliasMetrics:
                 case Failure(error):
                     return str(error)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def close(self) -> None:
-        """Release the Redis connections."""
-        if self._sink is not None:
-            self._sink.close()
 
     def _warn(self, message: str) -> None:
         now = self._timer()
@@ -340,15 +422,30 @@ class AliasMetrics:
 def _fields(events: Mapping[_Event, int], view: str | None) -> Counter[str]:
     deltas: Counter[str] = Counter()
     for event, count in events.items():
+        if event[0] == "op":
+            deltas[counters.join(*event)] += count
+            continue
         counter, namespace = event[0], event[1]
         deltas[counters.join("ns", namespace, counter)] += count
         if counter == counters.ERRORS:
             deltas[counters.join("err", namespace, event[2])] += count
         if view is not None:
             deltas[counters.join("view", view, namespace, counter)] += count
-    if view is not None:
+    if view is not None and any(event[0] != "op" for event in events):
         deltas[counters.join("req", view)] += 1
     return deltas
+
+
+def _minute_fields(deltas: Mapping[str, int]) -> Counter[str]:
+    """Return what the time series keeps of `deltas`: lookups by outcome, L2 latency."""
+    minute: Counter[str] = Counter()
+    for name, value in deltas.items():
+        parts = counters.split(name)
+        if parts[0] == "ns" and len(parts) == 3:
+            minute[parts[2]] += value
+        elif parts[0] == "op" and parts[1] == "l2" and parts[3] != counters.LATENCY_SUM:
+            minute[counters.join("lat", parts[3])] += value
+    return minute
 
 
 def _namespace_of(name: str) -> str | None:
@@ -364,77 +461,43 @@ def _process_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-# --- one AliasMetrics per alias, per process ---------------------------------------------
+_SCRIPT_NAMES: dict[str, str] = {
+    script.sha: name.lower()
+    for name, script in vars(commands).items()
+    if isinstance(script, commands.Script)
+}
 
-_registry_lock = threading.Lock()
-_registry: dict[str, AliasMetrics] = {}
+
+def operation_of(request: commands.Request) -> str:
+    """Return the label of a Redis request: its command or script name, or "pipeline"."""
+    if isinstance(request, list):
+        return "pipeline"
+    name = str(request[0]).lower()
+    if name == "evalsha":
+        return _SCRIPT_NAMES.get(str(request[1]), "script")
+    return name
+
+
+# --- which metrics belong to which alias --------------------------------------------------
+
+
+def metrics_of(cache: object, alias: str | None = None) -> AliasMetrics:
+    """Return the metrics `cache` (a tiered backend) records into."""
+    metrics = getattr(cache, "metrics", None)
+    if not isinstance(metrics, AliasMetrics):
+        raise TypeError(f"cache {alias or cache!r} does not record into django_tiercache metrics")
+    return metrics
 
 
 def metrics_for(alias: str) -> AliasMetrics:
-    """Return the process-wide metrics of the cache `alias`, creating them once."""
-    with _registry_lock:
-        metrics = _registry.get(alias)
-        if metrics is None:
-            metrics = _registry[alias] = _build(alias)
-        return metrics
+    """Return the process-wide metrics of the cache `alias`."""
+    from django.core.cache import caches
 
-
-def metrics_of(cache: object, alias: str) -> AliasMetrics:
-    """Return the metrics `cache` records into (ours, unless it was given others)."""
-    metrics = getattr(cache, "metrics", None)
-    return metrics if isinstance(metrics, AliasMetrics) else metrics_for(alias)
-
-
-def all_metrics() -> list[AliasMetrics]:
-    """Return the metrics created so far in this process."""
-    with _registry_lock:
-        return list(_registry.values())
+    return metrics_of(caches[alias], alias)
 
 
 def reset_metrics_registry() -> None:
-    """Forget every alias's metrics, closing their connections (tests, settings changes)."""
-    with _registry_lock:
-        dropped = list(_registry.values())
-        _registry.clear()
-    for metrics in dropped:
-        metrics.close()
+    """Forget every alias's metrics with the rest of tiercache's process state (tests)."""
+    from tiercache import registry
 
-
-def _build(alias: str) -> AliasMetrics:
-    try:
-        options = cache_options(alias)
-    except ImproperlyConfigured:  # the system checks report it; count in this process only
-        return AliasMetrics(alias, None)
-    core = options.core
-    sink = None
-    if core.url is not None:
-        sink = RedisCounterSink(
-            core.url,
-            f"{app_settings().METRICS_KEY_PREFIX}{core.key_prefix}{alias}",
-            connect_timeout=core.connect_timeout,
-            socket_timeout=core.socket_timeout,
-        )
-    return AliasMetrics(alias, sink, push_interval=options.METRICS_PUSH_INTERVAL)
-
-
-@receiver(setting_changed)
-def _forget_on_settings_change(*, setting: str, **kwargs: object) -> None:
-    if setting in ("CACHES", "TIERCACHE"):
-        reset_metrics_registry()
-
-
-def _forget_after_fork() -> None:
-    # The parent's counters and sockets are the parent's: the child starts afresh.
-    global _registry_lock  # noqa: PLW0603 - a lock held at fork time is never released
-    _registry_lock = threading.Lock()
-    _registry.clear()
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)
-
-
-@atexit.register
-def _push_at_exit() -> None:
-    for metrics in all_metrics():
-        with contextlib.suppress(Exception):  # the process is going away regardless
-            metrics.push()
+    registry.reset()

@@ -43,7 +43,8 @@ DJANGO_DEFAULTS: dict[str, object] = {
     # core's strings; 8 MiB still refuses the accidental 100 MB queryset.
     "max_value_bytes": 8 * 1024 * 1024,
 }
-#: How a setting's value becomes the core's, where the two forms differ (none yet).
+#: How an OPTIONS value becomes the core's, where the forms differ (e.g. a list in settings,
+#: a hashable tuple in the core); the result is checked against the core field's type.
 _FROM_SETTINGS: dict[str, Callable[[Any], object]] = {}
 
 
@@ -136,22 +137,17 @@ def parse_options(alias: str, location: object, options: object) -> BackendOptio
             f"{where}['OPTIONS'] has unknown key(s): {', '.join(map(str, unknown))}. "
             f"Known keys: {', '.join(OPTION_DEFAULTS)}."
         )
-    for name, value in given.items():
-        if not _fits(value, _HINTS[name]):
-            raise ImproperlyConfigured(
-                f"{where}['OPTIONS'][{name!r}] must be {_describe(_HINTS[name])}, got {value!r}."
-            )
+    values = {name: _converted(where, name, value) for name, value in given.items()}
     url = location.strip() if isinstance(location, str) else ""
     core: dict[str, object] = {"url": url or None}
     for name, f in _CORE.items():
-        value = given.get(name, OPTION_DEFAULTS[name])
-        convert = _FROM_SETTINGS.get(name)
-        core[f.name] = value if convert is None else convert(value)
+        core[f.name] = values.get(name, OPTION_DEFAULTS[name])
     try:
         parsed = CacheOptions(**core)  # type: ignore[arg-type]
     except (ValueError, NotImplementedError) as error:
         raise ImproperlyConfigured(f"{where}: {error}") from None
-    return BackendOptions(parsed, **{name: given[name] for name in _OWN if name in given})
+    own: dict[str, Any] = {name: values[name] for name in _OWN if name in values}
+    return BackendOptions(parsed, **own)
 
 
 def cache_options(alias: str) -> BackendOptions:
@@ -160,6 +156,20 @@ def cache_options(alias: str) -> BackendOptions:
     if not isinstance(config, Mapping):
         raise ImproperlyConfigured(f"CACHES has no entry {alias!r}.")
     return parse_options(alias, config.get("LOCATION"), config.get("OPTIONS"))
+
+
+def _converted(where: str, name: str, value: object) -> object:
+    """Return an OPTIONS value in the core's form, checked against its type."""
+    convert = _FROM_SETTINGS.get(name)
+    try:
+        converted = value if convert is None else convert(value)
+    except (TypeError, ValueError):
+        converted = value  # reported as a value of the wrong type, below
+    if not _fits(converted, _HINTS[name]):
+        raise ImproperlyConfigured(
+            f"{where}['OPTIONS'][{name!r}] must be {_describe(_HINTS[name])}, got {value!r}."
+        )
+    return converted
 
 
 def _fits(value: object, hint: object) -> bool:

@@ -61,11 +61,13 @@ DATABASES = {
     }
 }
 
-# `manage.py tiercache_demo` sets TIERCACHE_REDIS_URL to the Redis it found or started.
+# `manage.py tiercache_demo` (run.sh) sets TIERCACHE_REDIS_URL to the Redis it started or
+# was given. Without it the cache is L1-only: the example never writes into a Redis that
+# nobody named.
 CACHES = {
     "default": {
         "BACKEND": "django_tiercache.backend.TieredCache",
-        "LOCATION": os.environ.get("TIERCACHE_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "LOCATION": os.environ.get("TIERCACHE_REDIS_URL", ""),
         "TIMEOUT": 300,
         "OPTIONS": {
             "L1_MAXSIZE": 5_000,
@@ -75,7 +77,11 @@ CACHES = {
     }
 }
 
-TIERCACHE = {"SERVER_TIMING": True}
+TIERCACHE = {
+    "SERVER_TIMING": True,
+    # `manage.py tiercache_demo` makes a token and prints it; without one /metrics is closed.
+    "METRICS_TOKEN": os.environ.get("TIERCACHE_METRICS_TOKEN") or None,
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

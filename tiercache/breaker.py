@@ -37,6 +37,9 @@ class CircuitBreaker:
         self._probe_in_flight = False
         self._listeners: list[Callable[[], None]] = []
         self.times_opened = 0
+        #: Outages: closed → open transitions. A failed half-open probe reopens the
+        #: circuit (counted in `times_opened`) but is the same outage.
+        self.outages = 0
 
     @property
     def state(self) -> BreakerState:
@@ -88,6 +91,8 @@ class CircuitBreaker:
             self._failures += 1
             self._probe_in_flight = False
             if self._state == "half_open" or self._failures >= self.failure_threshold:
+                if self._state == "closed":
+                    self.outages += 1
                 if self._state != "open":
                     self.times_opened += 1
                 self._state = "open"

@@ -23,14 +23,14 @@ from tiercache.commands import Request
 from tiercache.composite import Assembly, assemble
 from tiercache.drivers import drive, drive_async
 from tiercache.errors import CacheError
-from tiercache.keys import DEFAULT_NAMESPACE, check_key, check_ttl, namespace_of
+from tiercache.keys import check_ttl
 from tiercache.memory import MemoryTier
 from tiercache.metrics import CacheMetrics
 from tiercache.operations import CacheOperations
 from tiercache.options import CacheOptions
 from tiercache.ports import CacheMetricsProtocol, JSONObject
 from tiercache.redis_tier import AsyncRedisTier
-from tiercache.stampede import Loading, aload, load, make_plan
+from tiercache.stampede import Loading, Plan, Stampede, aload, load, make_plan
 
 __all__ = ["AsyncTieredCache", "TieredCache"]
 
@@ -43,6 +43,7 @@ class _Shell:
         self._assembly: Assembly = assemble(options, TextCodec(), self.metrics)
         self._ops = CacheOperations(
             self._assembly.policy,
+            self._assembly.stampede,
             key_prefix=options.key_prefix,
             namespace_separator=options.namespace_separator,
             default_ttl=options.default_ttl,
@@ -84,6 +85,11 @@ class _Shell:
         """Return the invalidation bus that keeps this cache's L1 coherent."""
         return self._assembly.bus
 
+    @property
+    def stampede(self) -> Stampede:
+        """Return the get_or_set guard (its counters feed the metrics)."""
+        return self._assembly.stampede
+
     def _loading(
         self,
         key: str,
@@ -96,20 +102,15 @@ class _Shell:
     ) -> Loading | Failure[CacheError]:
         """Return the get_or_set flow of `key`, or the Failure its arguments deserve."""
         options = self.options
-        namespace = DEFAULT_NAMESPACE
-        if isinstance(key, str):
-            namespace = namespace_of(key, options.namespace_separator)
-        bad = check_key(key) or (check_ttl(ttl, key) if ttl is not None else None)
-        plan = bad or make_plan(
+        bad = check_ttl(ttl, key) if ttl is not None else None
+        plan: Plan | CacheError = bad or make_plan(
             options.default_ttl if ttl is None else ttl,
             lock=lock,
             stale_ttl=stale_ttl,
             fail_safe=fail_safe,
             jitter=options.ttl_jitter if jitter is None else jitter,
         )
-        if isinstance(plan, CacheError):
-            return self._assembly.policy.failed(namespace, plan)
-        return self._assembly.stampede.flow(options.key_prefix + key, namespace, plan)
+        return self._ops.get_or_set(key, plan)
 
     def __repr__(self) -> str:
         size = self.options.l1_maxsize or 0
@@ -137,8 +138,7 @@ class TieredCache(_Shell):
 
     def get(self, key: str) -> Result[str | None, CacheError]:
         """Return the value of `key`, or None on a miss."""
-        hit = self._ops.cached(key)  # the hot path: an L1 hit builds no flow
-        return hit if hit is not None else drive(self._ops.fetch(key), self._executor)
+        return drive(self._ops.get(key), self._executor)
 
     def get_json(self, key: str) -> Result[JSONObject | None, CacheError]:
         """Return the JSON object stored at `key`, or None on a miss."""
@@ -254,8 +254,7 @@ class AsyncTieredCache(_Shell):
 
     async def get(self, key: str) -> Result[str | None, CacheError]:
         """Return the value of `key`, or None on a miss."""
-        hit = self._ops.cached(key)  # the hot path: an L1 hit builds no flow
-        return hit if hit is not None else await drive_async(self._ops.fetch(key), self._executor)
+        return await drive_async(self._ops.get(key), self._executor)
 
     async def get_json(self, key: str) -> Result[JSONObject | None, CacheError]:
         """Return the JSON object stored at `key`, or None on a miss."""

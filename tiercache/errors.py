@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 __all__ = [
     "CacheError",
     "CacheReadOnly",
@@ -24,11 +26,25 @@ class DomainError(Exception):
 
 
 class CacheError(DomainError):
-    """A cache operation did not happen; the message says why and for which key."""
+    """A cache operation did not happen; the message says why and for which key.
+
+    `key` is the key as the caller wrote it. Below the shells only the stored key
+    (with its prefix) is known, so an error made there writes `{key}` in its message
+    and the shell names the caller's key with `named`: a message never shows a
+    prefixed Redis key.
+    """
 
     def __init__(self, message: str, *, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+
+    def named(self, key: str) -> Self:
+        """Make this error name `key`, the caller's key; return it."""
+        self.key = key
+        return self
+
+    def __str__(self) -> str:
+        return super().__str__().replace("{key}", repr(self.key))
 
 
 class CacheUnavailable(CacheError):

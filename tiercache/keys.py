@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from tiercache.errors import InvalidKey, InvalidTTL
 
@@ -10,6 +11,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "MAX_KEY_LENGTH",
     "MAX_TTL_SECONDS",
+    "KeyMemo",
     "check_key",
     "check_pattern",
     "check_ttl",
@@ -66,3 +68,26 @@ def namespace_of(key: str, separator: str = ":") -> str:
     """Return the namespace of `key`: the text before the first separator."""
     head, found, _ = key.partition(separator)
     return head if found and head else DEFAULT_NAMESPACE
+
+
+class KeyMemo(dict[str, tuple[str, str] | None]):
+    """What keys resolve to, (Redis key, namespace), remembered: `memo[key]`.
+
+    A remembered key costs one C-level dict lookup, with no Python call: the L1-hit
+    path goes through here (see `benchmarks/`, "get hit (L1)"). `resolve` answers for
+    a new str key; None, for a key that must not be remembered (invalid, or one whose
+    every use must be checked again), is answered but not kept. Look up str keys only.
+    """
+
+    def __init__(self, resolve: Callable[[str], tuple[str, str] | None], size: int = 4096) -> None:
+        super().__init__()
+        self._resolve = resolve
+        self._size = size
+
+    def __missing__(self, key: str) -> tuple[str, str] | None:
+        resolved = self._resolve(key)
+        if resolved is not None:
+            if len(self) >= self._size:
+                self.clear()  # cheaper than keeping an LRU order on every hit
+            self[key] = resolved
+        return resolved

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Final, NamedTuple
 
 import cachetools
+
+from tiercache.ports import HeldEntry
 
 __all__ = ["MISSING", "MemoryTier"]
 
@@ -26,76 +29,25 @@ class _Missing:
 MISSING: Final = _Missing()
 
 
-# An entry is a plain tuple (held, expires_at or None, size): building one is a single
-# bytecode, where a NamedTuple's constructor is a Python-level call on every fill.
-_Entry = tuple[object, float | None, int]
-_HELD: Final = 0
-_EXPIRES_AT: Final = 1
-_SIZE: Final = 2
+class _Entry(NamedTuple):
+    """What the tier keeps per key; times are on the tier's timer."""
+
+    held: object
+    expires_at: float | None
+    size: int
+    stored_at: float
 
 
 class _LRU(cachetools.LRUCache[str, _Entry]):
-    """An LRUCache that reports every entry it drops, so the byte total stays true.
+    """An LRUCache that reports each entry it evicts, so the byte total stays true."""
 
-    The hot paths (`lookup`, `touch`, `store`, `discard`) work on cachetools' own dict
-    and order directly where its internals allow (both C-implemented, keeping its size
-    accounting true) instead of going through the mapping API's Python-level calls: an
-    insertion into a full L1 costs one `popitem` of the order, not eight method calls.
-    """
-
-    def __init__(self, maxsize: int, on_drop: Callable[[_Entry], None]) -> None:
+    def __init__(self, maxsize: int, on_evict: Callable[[_Entry], None]) -> None:
         super().__init__(maxsize)
-        self._on_drop = on_drop
-        self._capacity = maxsize
-        data = getattr(self, "_Cache__data", None)
-        order = getattr(self, "_LRUCache__order", None)
-        self._fast: tuple[dict[str, _Entry], OrderedDict[str, None]] | None = None
-        self.lookup: Callable[[str], _Entry | None] = self.get
-        self.touch: Callable[[str], object] = self.get  # `get` marks the key as used
-        if (
-            isinstance(data, dict)
-            and isinstance(order, OrderedDict)
-            and hasattr(self, "_Cache__currsize")
-        ):
-            self._fast = (data, order)
-            self.lookup, self.touch = data.get, order.move_to_end
-
-    def store(self, key: str, entry: _Entry) -> None:
-        """Insert or replace `key`, dropping the least recently used entries to make room."""
-        if self._fast is None:
-            old = self.pop(key, None)
-            if old is not None:
-                self._on_drop(old)
-            self[key] = entry  # evictions go through `popitem`, which reports them
-            return
-        data, order = self._fast
-        old = data.pop(key, None)
-        if old is not None:
-            del order[key]
-            self._on_drop(old)
-        else:
-            capacity = self._capacity  # `maxsize` is a property: a call per read
-            while len(data) >= capacity:
-                oldest, _ = order.popitem(last=False)
-                self._on_drop(data.pop(oldest))
-        data[key] = entry
-        order[key] = None
-        self._Cache__currsize = len(data)
-
-    def discard(self, key: str) -> _Entry | None:
-        """Remove `key` if present; return its entry (the caller accounts for it)."""
-        if self._fast is None:
-            return self.pop(key, None)
-        data, order = self._fast
-        entry = data.pop(key, None)
-        if entry is not None:
-            del order[key]
-            self._Cache__currsize = len(data)
-        return entry
+        self._on_evict = on_evict
 
     def popitem(self) -> tuple[str, _Entry]:
         key, entry = super().popitem()
-        self._on_drop(entry)
+        self._on_evict(entry)
         return key, entry
 
 
@@ -114,6 +66,7 @@ class MemoryTier:
         *,
         max_bytes: int | None = None,
         timer: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         tombstones: int = 10_000,
     ) -> None:
         if maxsize <= 0:
@@ -122,11 +75,12 @@ class MemoryTier:
         self.default_ttl = default_ttl
         self.max_bytes = max_bytes
         self._timer = timer
+        self._clock = clock  # wall-clock seconds, only to show entries to tooling
         self._lock = threading.Lock()
         self._bytes = 0
-        self._data = _LRU(maxsize, self._dropped)
-        self._lookup = self._data.lookup
-        self._touch = self._data.touch
+        #: Entries dropped to make room (by count or by bytes), since the tier was made.
+        self.evictions = 0
+        self._data = _LRU(maxsize, self._evicted)
         # Sequence guard: the last invalidation sequence of recently invalidated keys;
         # keys that fell out of the bounded map count as invalidated at `_floor`.
         self._seq = 0
@@ -134,8 +88,9 @@ class MemoryTier:
         self._tombstones: OrderedDict[str, int] = OrderedDict()
         self._tombstone_limit = tombstones
 
-    def _dropped(self, entry: _Entry) -> None:
-        self._bytes -= entry[_SIZE]
+    def _evicted(self, entry: _Entry) -> None:
+        self._bytes -= entry.size
+        self.evictions += 1
 
     def __len__(self) -> int:
         return len(self._data)
@@ -148,45 +103,59 @@ class MemoryTier:
     def get(self, key: str) -> object:
         """Return what is held for `key`, or MISSING if absent or expired."""
         with self._lock:
-            entry = self._lookup(key)
-            if entry is None:
+            try:
+                entry = self._data[key]  # marks the key as used
+            except KeyError:
                 return MISSING
-            if entry[1] is not None and entry[1] <= self._timer():
+            if entry.expires_at is not None and entry.expires_at <= self._timer():
                 self._remove(key)
                 return MISSING
-            self._touch(key)
-            return entry[0]
+            return entry.held
 
     def get_many(self, keys: Iterable[str]) -> list[object]:
         """Return what is held for each of `keys` (MISSING where none), under one lock."""
-        found: list[object] = []
         with self._lock:
-            lookup, touch, now = self._lookup, self._touch, self._timer()
-            for key in keys:
-                entry = lookup(key)
-                if entry is None:
-                    found.append(MISSING)
-                elif entry[1] is not None and entry[1] <= now:
-                    self._remove(key)
-                    found.append(MISSING)
-                else:
-                    touch(key)
-                    found.append(entry[0])
-        return found
+            now = self._timer()
+            entries = [self._live(key, now) for key in keys]
+        return [MISSING if entry is None else entry.held for entry in entries]
+
+    def get_with_ttl(self, key: str) -> tuple[object, float | None] | _Missing:
+        """Return what is held for `key` and the seconds it has left (None: no expiry)."""
+        with self._lock:
+            now = self._timer()
+            entry = self._live(key, now)
+            if entry is None:
+                return MISSING
+            return entry.held, None if entry.expires_at is None else entry.expires_at - now
 
     def remaining_ttl(self, key: str) -> float | _Missing | None:
         """Return the seconds `key` has left (None: no expiry), or MISSING."""
+        found = self.get_with_ttl(key)
+        return found if isinstance(found, _Missing) else found[1]
+
+    def entry(
+        self, key: str, decode: Callable[[object], object] = lambda held: held
+    ) -> HeldEntry | None:
+        """Return how `key` is held, for tooling (`decode` turns what is held into the value).
+
+        It neither marks the key as used nor drops it if expired: looking changes nothing.
+        """
         with self._lock:
-            entry = self._data.get(key)
-            if entry is None:
-                return MISSING
-            if entry[_EXPIRES_AT] is None:
-                return None
-            left = entry[_EXPIRES_AT] - self._timer()
-            if left <= 0:
-                self._remove(key)
-                return MISSING
-            return left
+            found = self._data.get(key)
+            now, wall = self._timer(), self._clock()
+        if found is None or (found.expires_at is not None and found.expires_at <= now):
+            return None
+        value = decode(found.held)
+        left = None if found.expires_at is None else found.expires_at - now
+        return HeldEntry(
+            key=key,
+            value=value if isinstance(value, str) else repr(value),
+            ttl=None if left is None else math.ceil(left),
+            created_at=wall - (now - found.stored_at),
+            expires_at=None if left is None else wall + left,
+            value_type=type(value).__name__,
+            size=found.size,
+        )
 
     def begin_read(self) -> int:
         """Return a token to pass to `fill` once the slower tier has answered."""
@@ -197,7 +166,7 @@ class MemoryTier:
         with self._lock:
             if self._changed_since(key, since):
                 return False
-            self._put(key, held, ttl, size)
+            self._put(key, held, ttl, size, self._timer())
             return True
 
     def fill_many(
@@ -206,10 +175,9 @@ class MemoryTier:
         """`fill` each (key, held, ttl, size) under one lock: a batch read's fills."""
         with self._lock:
             now = self._timer()
-            tombstones, floor, put = self._tombstones, self._floor, self._put_at
             for key, held, ttl, size in entries:
-                if tombstones.get(key, floor) <= since:
-                    put(key, held, ttl, size, now)
+                if not self._changed_since(key, since):
+                    self._put(key, held, ttl, size, now)
 
     def put_many_if_unchanged(
         self, entries: Iterable[tuple[str, object, int]], ttl: float | None, since: int
@@ -218,28 +186,38 @@ class MemoryTier:
         with self._lock:
             now = self._timer()
             self._seq += 1  # one invalidation for the whole batch
-            seq, tombstones, floor = self._seq, self._tombstones, self._floor
             for key, held, size in entries:
-                raced = tombstones.get(key, floor) > since
-                tombstones[key] = seq
-                tombstones.move_to_end(key)
+                raced = self._changed_since(key, since)
+                self._tombstones[key] = self._seq
+                self._tombstones.move_to_end(key)
                 if raced:
                     self._remove(key)
                 else:
-                    self._put_at(key, held, ttl, size, now)
+                    self._put(key, held, ttl, size, now)
             self._trim_tombstones()
 
     def put(self, key: str, held: object, ttl: float | None, size: int = 0) -> None:
         """Store a value this process wrote; it supersedes any read in flight."""
         with self._lock:
             self._invalidate(key)
-            self._put(key, held, ttl, size)
+            self._put(key, held, ttl, size, self._timer())
 
     def put_if_unchanged(
         self, key: str, held: object, ttl: float | None, since: int, size: int = 0
     ) -> None:
         """Store a value written at `since`; drop the key if a newer write raced it."""
         self.put_many_if_unchanged(((key, held, size),), ttl, since)
+
+    def expire(self, key: str, ttl: float | None) -> bool:
+        """Give a held `key` a new TTL, keeping its value and size; return whether held."""
+        with self._lock:
+            now = self._timer()
+            entry = self._live(key, now)
+            if entry is None:
+                return False
+            self._invalidate(key)
+            self._put(key, entry.held, ttl, entry.size, now)
+            return True
 
     def invalidate(self, keys: Iterable[str]) -> int:
         """Drop `keys` and refuse fills of them begun earlier; return how many were held."""
@@ -279,15 +257,14 @@ class MemoryTier:
     def update(self, key: str, change: Callable[[object], object]) -> object:
         """Atomically replace what is held for `key` by `change(held or MISSING)`."""
         with self._lock:
-            entry = self._data.get(key)
             now = self._timer()
-            alive = entry is not None and (entry[_EXPIRES_AT] is None or entry[_EXPIRES_AT] > now)
-            new = change(entry[_HELD] if entry is not None and alive else MISSING)
+            entry = self._live(key, now)
+            new = change(MISSING if entry is None else entry.held)
             left = None
-            if entry is not None and alive and entry[_EXPIRES_AT] is not None:
-                left = entry[_EXPIRES_AT] - now
+            if entry is not None and entry.expires_at is not None:
+                left = entry.expires_at - now
             self._invalidate(key)
-            self._put(key, new, left if alive else None, entry[_SIZE] if entry else 0)
+            self._put(key, new, left, 0 if entry is None else entry.size, now)
             return new
 
     def keys(self) -> list[str]:
@@ -296,6 +273,17 @@ class MemoryTier:
             return list(self._data)
 
     # The helpers below expect the lock to be held.
+
+    def _live(self, key: str, now: float) -> _Entry | None:
+        """Return the unexpired entry of `key`, marked as used; drop it if expired."""
+        data = self._data
+        if key not in data:
+            return None
+        entry = data[key]  # an LRUCache lookup marks the key as used
+        if entry.expires_at is not None and entry.expires_at <= now:
+            self._remove(key)
+            return None
+        return entry
 
     def _changed_since(self, key: str, since: int) -> bool:
         return self._tombstones.get(key, self._floor) > since
@@ -312,23 +300,23 @@ class MemoryTier:
             self._floor = max(self._floor, seq)
 
     def _remove(self, key: str) -> int:
-        entry = self._data.discard(key)
+        entry = self._data.pop(key, None)
         if entry is None:
             return 0
-        self._bytes -= entry[_SIZE]
+        self._bytes -= entry.size
         return 1
 
-    def _put(self, key: str, held: object, ttl: float | None, size: int) -> None:
-        self._put_at(key, held, ttl, size, self._timer())
-
-    def _put_at(self, key: str, held: object, ttl: float | None, size: int, now: float) -> None:
+    def _put(self, key: str, held: object, ttl: float | None, size: int, now: float) -> None:
         if self.default_ttl is not None:
             ttl = self.default_ttl if ttl is None or ttl > self.default_ttl else ttl
+        data = self._data
         if self.max_bytes is not None and size > self.max_bytes:
             self._remove(key)
             return
-        # `store` replaces an older entry itself, reporting it so the byte total stays true.
-        self._data.store(key, (held, None if ttl is None else now + ttl, size))
+        if key in data:
+            self._bytes -= data[key].size  # replaced in place below
+        # A full LRUCache makes room through `popitem`, which reports each eviction.
+        data[key] = _Entry(held, None if ttl is None else now + ttl, size, now)
         self._bytes += size
         while self.max_bytes is not None and self._bytes > self.max_bytes:
             self._data.popitem()

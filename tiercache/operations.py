@@ -7,24 +7,36 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
+from types import GeneratorType
+from typing import TypeVar
 
 from returns.result import Failure, Result, Success
 
 from tiercache.errors import CacheError, CorruptData, InvalidKey, NotAnInteger, NotSerializable
 from tiercache.globs import escape_glob
-from tiercache.keys import DEFAULT_NAMESPACE, check_key, check_pattern, check_ttl, namespace_of
+from tiercache.keys import (
+    DEFAULT_NAMESPACE,
+    KeyMemo,
+    check_key,
+    check_pattern,
+    check_ttl,
+    namespace_of,
+)
 from tiercache.memory import MISSING
-from tiercache.policy import Flow, TierPolicy
+from tiercache.policy import Flow, Outcome, TierPolicy, as_flow
 from tiercache.ports import JSONObject
+from tiercache.stampede import Loading, Plan, Stampede
 
 __all__ = ["CacheOperations"]
 
-_MEMO_SIZE = 4096  # resolved keys remembered per cache
+T = TypeVar("T")
+Y = TypeVar("Y")
 
 
-def _none_if_missing(value: object) -> str | None:
-    return None if value is MISSING else value  # type: ignore[return-value]
+def _value_or_none(flow: Flow[object]) -> Flow[str | None]:
+    found = yield from flow
+    return found.map(lambda value: None if value is MISSING else value)  # type: ignore[arg-type,return-value]
 
 
 def _check_amount(key: object, amount: object) -> NotAnInteger | None:
@@ -54,34 +66,30 @@ class CacheOperations:
     def __init__(
         self,
         policy: TierPolicy,
+        stampede: Stampede,
         *,
         key_prefix: str = "",
         namespace_separator: str = ":",
         default_ttl: int | None = None,
     ) -> None:
         self.policy = policy
+        self.stampede = stampede
         self.key_prefix = key_prefix
         self.separator = namespace_separator
         self.default_ttl = default_ttl
         self._own_keys = escape_glob(key_prefix)
-        # Valid keys already resolved to (Redis key, namespace): an L1 hit then costs
-        # one dict lookup instead of a validation and two string operations.
-        self._resolved: dict[str, tuple[str, str]] = {}
+        self._keys = KeyMemo(self._resolve)
 
-    def cached(self, key: str) -> Success[str] | None:
-        """Return an L1 hit without building a flow, or None to take the full path."""
-        resolved = self._resolved.get(key) if type(key) is str else None
-        if resolved is None:
-            if check_key(key) is not None:
-                return None  # the flow reports the bad key
-            if len(self._resolved) >= _MEMO_SIZE:
-                self._resolved.clear()
-            resolved = self._resolved[key] = (
-                self.key_prefix + key,
-                namespace_of(key, self.separator),
-            )
-        value = self.policy.cached(*resolved)
-        return None if value is MISSING else Success(value)  # type: ignore[arg-type]
+    def _resolve(self, key: str) -> tuple[str, str] | None:
+        """Return the Redis key and namespace of a valid `key`, or None."""
+        if check_key(key) is not None:
+            return None
+        return self.key_prefix + key, namespace_of(key, self.separator)
+
+    def _key(self, key: object) -> tuple[str, str] | CacheError:
+        """Return the Redis key and namespace of `key`, or why it is not a key."""
+        resolved = self._keys[key] if type(key) is str else None
+        return resolved or check_key(key) or InvalidKey(f"key {key!r} is not valid")
 
     def _invalid(self, error: CacheError, key: object = None) -> Failure[CacheError]:
         namespace = namespace_of(key, self.separator) if isinstance(key, str) else None
@@ -92,23 +100,29 @@ class CacheOperations:
             return self.default_ttl
         return check_ttl(ttl, key) or ttl
 
-    def get(self, key: str) -> Flow[str | None]:
-        hit = self.cached(key)
-        if hit is not None:
-            return hit
-        return (yield from self.fetch(key))
+    def _named(
+        self, flow: Generator[Y, object, Result[T, CacheError]]
+    ) -> Generator[Y, object, Result[T, CacheError]]:
+        """Run a policy flow; its failure names the caller's key, not the prefixed one."""
+        result = yield from flow
+        if isinstance(result, Failure):
+            error = result.failure()
+            if error.key is not None and error.key.startswith(self.key_prefix):
+                error.named(error.key[len(self.key_prefix) :])
+        return result
 
-    def fetch(self, key: str) -> Flow[str | None]:
-        """Return the value of a valid `key` whose L1 lookup (`cached`) missed."""
-        if (bad := check_key(key)) is not None:
-            return self._invalid(bad)
-        found = yield from self.policy.fetch(
-            self.key_prefix + key, namespace_of(key, self.separator)
-        )
-        return found.map(_none_if_missing)
+    def get(self, key: str) -> Outcome[str | None]:
+        """Return the value of `key`; an L1 hit builds no flow (see `TierPolicy.get`)."""
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
+        found = self.policy.get(*resolved)
+        if isinstance(found, GeneratorType):
+            return _value_or_none(self._named(found))
+        return found  # type: ignore[return-value]  # an L1 hit: a str, never MISSING
 
     def get_json(self, key: str) -> Flow[JSONObject | None]:
-        text = yield from self.get(key)
+        text = yield from as_flow(self.get(key))
         match text:
             case Success(str() as found):
                 parsed = _parse_json(key, found)
@@ -119,14 +133,13 @@ class CacheOperations:
                 return text.map(lambda _: None)
 
     def set(self, key: str, value: str, ttl: int | None = None) -> Flow[None]:
-        if (bad := check_key(key)) is not None:
-            return self._invalid(bad)
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
         seconds = self._ttl(ttl, key)
         if isinstance(seconds, CacheError):
             return self._invalid(seconds, key)
-        stored = yield from self.policy.set(
-            self.key_prefix + key, namespace_of(key, self.separator), value, seconds
-        )
+        stored = yield from self._named(self.policy.set(*resolved, value, seconds))
         return stored.map(lambda _: None)
 
     def set_json(self, key: str, value: Mapping[str, object], ttl: int | None = None) -> Flow[None]:
@@ -144,43 +157,41 @@ class CacheOperations:
         return (yield from self.set(key, text, ttl))
 
     def delete(self, key: str) -> Flow[bool]:
-        if (bad := check_key(key)) is not None:
-            return self._invalid(bad)
-        removed = yield from self.policy.delete(
-            [self.key_prefix + key], namespace_of(key, self.separator)
-        )
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
+        full, namespace = resolved
+        removed = yield from self._named(self.policy.delete([full], namespace))
         return removed.map(bool)
 
     def exists(self, key: str) -> Flow[bool]:
-        if (bad := check_key(key)) is not None:
-            return self._invalid(bad)
-        return (
-            yield from self.policy.exists(self.key_prefix + key, namespace_of(key, self.separator))
-        )
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
+        return (yield from self._named(self.policy.exists(*resolved)))
 
     def expire(self, key: str, seconds: int) -> Flow[bool]:
-        if (bad := check_key(key) or check_ttl(seconds, key)) is not None:
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
+        if (bad := check_ttl(seconds, key)) is not None:
             return self._invalid(bad, key)
-        return (
-            yield from self.policy.expire(
-                self.key_prefix + key, namespace_of(key, self.separator), seconds
-            )
-        )
+        return (yield from self._named(self.policy.expire(*resolved, seconds)))
 
     def ttl(self, key: str) -> Flow[int | None]:
-        if (bad := check_key(key)) is not None:
-            return self._invalid(bad)
-        left = yield from self.policy.ttl(self.key_prefix + key, namespace_of(key, self.separator))
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
+        left = yield from self._named(self.policy.ttl(*resolved))
         return left.map(lambda s: math.ceil(s) if isinstance(s, float | int) else None)
 
     def increment(self, key: str, amount: int = 1) -> Flow[int]:
-        if (bad := check_key(key)) is not None:
-            return self._invalid(bad)
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
         if (wrong := _check_amount(key, amount)) is not None:
             return self._invalid(wrong, key)
-        total = yield from self.policy.increment(
-            self.key_prefix + key, namespace_of(key, self.separator), amount
-        )
+        total = yield from self._named(self.policy.increment(*resolved, amount))
         return total.map(lambda n: n or 0)
 
     def decrement(self, key: str, amount: int = 1) -> Flow[int]:
@@ -209,31 +220,41 @@ class CacheOperations:
             wanted = list(keys) if not isinstance(keys, str) else [keys]
         except TypeError:
             return self._invalid(InvalidKey(f"keys must be an iterable of str, not {keys!r}"))
+        pairs: list[tuple[str, str]] = []
         for key in wanted:
-            if (bad := check_key(key)) is not None:
-                return self._invalid(bad)
-        prefix = self.key_prefix
-        found = yield from self.policy.get_many(
-            [(prefix + key, namespace_of(key, self.separator)) for key in wanted]
-        )
+            resolved = self._key(key)
+            if isinstance(resolved, CacheError):
+                return self._invalid(resolved)
+            pairs.append(resolved)
+        found = yield from self._named(self.policy.get_many(pairs))
         return found.map(
-            lambda hits: {key: hits.get(prefix + key) for key in wanted}  # type: ignore[misc]
+            lambda hits: {
+                key: hits.get(full)  # type: ignore[misc]
+                for key, (full, _) in zip(wanted, pairs, strict=True)
+            }
         )
 
     def set_many(self, mapping: Mapping[str, str], ttl: int | None = None) -> Flow[None]:
         if not isinstance(mapping, Mapping):
             kind = type(mapping).__name__
             return self._invalid(NotSerializable(f"set_many needs a mapping, got {kind}"))
-        for key in mapping:
-            if (bad := check_key(key)) is not None:
-                return self._invalid(bad)
+        items: list[tuple[str, str, object]] = []
+        for key, value in mapping.items():
+            resolved = self._key(key)
+            if isinstance(resolved, CacheError):
+                return self._invalid(resolved)
+            items.append((*resolved, value))
         seconds = self._ttl(ttl, "")
         if isinstance(seconds, CacheError):
             return self._invalid(seconds)
-        prefix = self.key_prefix
-        items = [
-            (prefix + key, namespace_of(key, self.separator), value)
-            for key, value in mapping.items()
-        ]
-        stored = yield from self.policy.set_many(items, seconds)
+        stored = yield from self._named(self.policy.set_many(items, seconds))
         return stored.map(lambda _: None)
+
+    def get_or_set(self, key: str, plan: Plan | CacheError) -> Loading | Failure[CacheError]:
+        """Return the get_or_set flow of `key`, or the Failure its arguments deserve."""
+        resolved = self._key(key)
+        if isinstance(resolved, CacheError):
+            return self._invalid(resolved)
+        if isinstance(plan, CacheError):
+            return self._invalid(plan.named(key), key)
+        return self._named(self.stampede.flow(*resolved, plan))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Sequence
-from typing import Protocol, TypeVar
+from types import GeneratorType
+from typing import NamedTuple, Protocol, TypeVar, cast
 
 from returns.result import Failure, Result, Success
 
@@ -22,10 +23,12 @@ from tiercache.memory import MISSING, MemoryTier
 from tiercache.messages import Op
 from tiercache.ports import CacheMetricsProtocol
 
-__all__ = ["Flow", "InvalidationBus", "TierPolicy"]
+__all__ = ["Flow", "Found", "InvalidationBus", "Outcome", "TierPolicy", "as_flow"]
 
 T = TypeVar("T")
 Flow = Generator[commands.Request, object, Result[T, CacheError]]
+#: A flow, or its result when it needs no I/O: an L1 hit then builds no generator.
+Outcome = Result[T, CacheError] | Flow[T]
 
 _SCAN_COUNT = 1000
 _DELETE_BATCH = 500
@@ -52,6 +55,34 @@ class InvalidationBus(Protocol):
     def fills_allowed(self) -> bool:
         """Return whether L1 may be filled from L2 now (false while deaf to others)."""
         ...
+
+
+class Found(NamedTuple):
+    """A value read with its life: what get_or_set needs to tell fresh from stale."""
+
+    #: The value, or MISSING.
+    value: object
+    #: Its codec bytes as Redis holds them; None when L1 answered.
+    raw: bytes | None
+    #: Seconds it has left in the tier that answered; None: no expiry.
+    left: float | None
+
+
+def as_flow(outcome: Outcome[T]) -> Flow[T]:
+    """Return `outcome` as a flow, to `yield from` it inside another flow."""
+    if isinstance(outcome, GeneratorType):
+        result: Result[T, CacheError] = yield from outcome
+        return result
+    return cast("Result[T, CacheError]", outcome)
+
+
+def _not_an_integer(key: str, amount: int, overflow: bool) -> NotAnInteger:
+    """Return why adding `amount` to `key` failed (Redis's error text tells which)."""
+    if overflow:
+        message = f"adding {amount} to the value of key {{key}} would overflow 64 bits"
+    else:
+        message = "value of key {key} is not an integer"
+    return NotAnInteger(message, key=key)
 
 
 def _ms(seconds: float | None) -> int:
@@ -125,10 +156,10 @@ class TierPolicy:
         try:
             raw = self.codec.dumps(key, value)
         except NotSerializable as error:
-            raise NotSerializable(f"value for key {key!r}: {error}", key=key) from None
+            raise NotSerializable(f"value for key {{key}}: {error}", key=key) from None
         if self.max_value_bytes is not None and len(raw) > self.max_value_bytes:
             raise ValueTooLarge(
-                f"value for key {key!r} is {len(raw)} bytes, over the limit of "
+                f"value for key {{key}} is {len(raw)} bytes, over the limit of "
                 f"{self.max_value_bytes}",
                 key=key,
             )
@@ -178,84 +209,81 @@ class TierPolicy:
 
     # -- reads -----------------------------------------------------------------------
 
-    def cached(self, key: str, namespace: str) -> object:
-        """Return the L1 value of `key` (counting the hit), or MISSING; no I/O."""
-        if self.l1 is None:
-            return MISSING
-        held = self.l1.get(key)
-        if held is MISSING:
-            return MISSING
-        self._hit(namespace, "l1")
-        return self.codec.from_l1(held)
+    def get(self, key: str, namespace: str, grace: float | None = None) -> Outcome[object]:
+        """Return the value of `key`, or MISSING: the one read path of every shell.
 
-    def get(self, key: str, namespace: str) -> Flow[object]:
-        """Return the value of `key`, or MISSING."""
-        value = self.cached(key, namespace)
-        if value is not MISSING:
-            return Success(value)
-        return (yield from self.fetch(key, namespace))
+        An L1 hit answers at once with a `Success`, building no flow; anything else
+        is a flow. With `grace` (get_or_set's stale window) the answer is a `Found`
+        instead, and L1 answers only for a copy with more than `grace` seconds left
+        (or when there is no L2): a copy about to go stale may be fresh in Redis.
+        """
+        l1 = self.l1
+        if l1 is not None:
+            if grace is None:
+                held = l1.get(key)
+                if held is not MISSING:
+                    self._hit(namespace, "l1")
+                    return Success(self.codec.from_l1(held))
+            else:
+                found = l1.get_with_ttl(key)
+                if isinstance(found, tuple):
+                    held, left = found
+                    if left is None or left > grace or not self.has_l2:
+                        self._hit(namespace, "l1")
+                        return Success(Found(self.codec.from_l1(held), None, left))
+        return self._read(key, namespace, found=grace is not None)
 
-    def fetch(self, key: str, namespace: str) -> Flow[object]:
-        """Return the value of `key` from L2 (filling L1), or MISSING; L1 was missed."""
+    def _read(self, key: str, namespace: str, *, found: bool) -> Flow[object]:
+        """GET `key` from L2 and fill L1; return the value, or a `Found` if `found`."""
         if not self.has_l2:
-            self._miss(namespace)
-            return Success(MISSING)
-        found = yield from self._read(key, namespace, need_ttl=False)
-        return found.map(lambda entry: entry[0])
-
-    def fetch_entry(self, key: str, namespace: str) -> Flow[tuple[object, bytes, float | None]]:
-        """Return (value or MISSING, its bytes, seconds left or None) from L2; fill L1."""
-        return (yield from self._read(key, namespace, need_ttl=True))
-
-    def _read(
-        self, key: str, namespace: str, *, need_ttl: bool
-    ) -> Flow[tuple[object, bytes, float | None]]:
-        """GET `key`; fill L1 unless told not to; the seconds left if known or needed."""
+            return self._missed(namespace, found)
         l1 = self.l1
         since = l1.begin_read() if l1 is not None else 0
         try:
             stored = yield ("GET", key)
         except CorruptData as error:
-            return self.failed(namespace, CorruptData(f"key {key!r}: {error}", key=key))
+            return self.failed(namespace, CorruptData(f"key {{key}}: {error}", key=key))
         except CacheError as error:
             return self.failed(namespace, error)
         if not isinstance(stored, bytes):
-            self._miss(namespace)
-            return Success((MISSING, b"", None))
+            return self._missed(namespace, found)
         raw, left = envelope.unwrap(stored, self._clock() * 1000)
         value = self._decode(key, namespace, raw)
         if value is MISSING:
-            self._miss(namespace)
-            return Success((MISSING, b"", None))
+            return self._missed(namespace, found)
         self._hit(namespace, "l2")
         fill = l1 is not None and self.bus.fills_allowed()
         if left is envelope.UNKNOWN:
-            if not (fill or need_ttl):
-                return Success((value, raw, 0.0))
+            if not (fill or found):
+                return Success(value)
             [left] = yield from self._ask_ttls([key])
         if fill:
             self._fill(key, value, raw, left, since)
-        return Success((value, raw, left if left is None else max(left, 0.0)))
+        if not found:
+            return Success(value)
+        return Success(Found(value, raw, None if left is None else max(left, 0.0)))
+
+    def _missed(self, namespace: str, found: bool) -> Success[object]:
+        self._miss(namespace)
+        return Success(Found(MISSING, None, None) if found else MISSING)
 
     def get_many(self, keys: Sequence[tuple[str, str]]) -> Flow[dict[str, object]]:
         """Return the values found for (key, namespace) pairs, keyed by key.
 
-        The hot loop of batch reads: one L1 lock for the lookups, one MGET, one L1 lock
-        for the fills; per key only what cannot be shared.
+        One L1 lock for the lookups, one MGET for the rest, one L1 lock for the fills.
         """
         found: dict[str, object] = {}
         l1 = self.l1
-        if l1 is None:
-            wanted = list(keys)
-        else:
+        wanted = list(keys)
+        if l1 is not None:
+            held_values = l1.get_many([key for key, _ in keys])
             wanted = []
-            from_l1, hit = self.codec.from_l1, self._hit
-            for pair, held in zip(keys, l1.get_many([key for key, _ in keys]), strict=True):
+            for (key, namespace), held in zip(keys, held_values, strict=True):
                 if held is MISSING:
-                    wanted.append(pair)
+                    wanted.append((key, namespace))
                 else:
-                    hit(pair[1], "l1")
-                    found[pair[0]] = from_l1(held)
+                    self._hit(namespace, "l1")
+                    found[key] = self.codec.from_l1(held)
         if not wanted:
             return Success(found)
         if not self.has_l2:
@@ -273,30 +301,28 @@ class TierPolicy:
         fill = l1 is not None and self.bus.fills_allowed()
         fills: list[tuple[str, object, float | None, int]] = []
         bare: list[tuple[str, object, bytes]] = []
-        to_l1, unwrap = self.codec.to_l1, envelope.unwrap
-        decode, hit, miss = self._decode, self._hit, self._miss
         for (key, namespace), stored in zip(wanted, reply, strict=True):
-            if stored is None:
-                miss(namespace)
+            if not isinstance(stored, bytes):
+                self._miss(namespace)
                 continue
-            raw, left = unwrap(stored, now_ms)
-            value = decode(key, namespace, raw)
+            raw, left = envelope.unwrap(stored, now_ms)
+            value = self._decode(key, namespace, raw)
             if value is MISSING:
-                miss(namespace)
+                self._miss(namespace)
                 continue
-            hit(namespace, "l2")
+            self._hit(namespace, "l2")
             found[key] = value
             if not fill:
                 continue
             if left is envelope.UNKNOWN:
                 bare.append((key, value, raw))
             elif left is None or left > 0:
-                fills.append((key, to_l1(value, raw), left, len(raw)))
+                fills.append((key, self.codec.to_l1(value, raw), left, len(raw)))
         if bare:
             lefts = yield from self._ask_ttls([key for key, _, _ in bare])
             for (key, value, raw), seconds in zip(bare, lefts, strict=True):
                 if seconds is None or seconds > 0:
-                    fills.append((key, to_l1(value, raw), seconds, len(raw)))
+                    fills.append((key, self.codec.to_l1(value, raw), seconds, len(raw)))
         if fills and l1 is not None:
             l1.fill_many(fills, since)
         return Success(found)
@@ -456,11 +482,7 @@ class TierPolicy:
         l1 = self.l1
         if not self.has_l2:
             assert l1 is not None
-            held = l1.get(key)
-            if held is MISSING:
-                return Success(False)
-            l1.put(key, held, ttl)
-            return Success(True)
+            return Success(l1.expire(key, ttl))
         if l1 is not None:
             l1.invalidate((key,))
         channel, message = self._message("keys", (key,))
@@ -493,9 +515,8 @@ class TierPolicy:
             reply = yield commands.evalsha(
                 commands.INCREMENT, [key], amount, int(must_exist), channel, message
             )
-        except NotAnInteger:
-            wrong = NotAnInteger(f"value of key {key!r} is not an integer", key=key)
-            return self.failed(namespace, wrong)
+        except NotAnInteger as error:
+            return self.failed(namespace, _not_an_integer(key, amount, "overflow" in str(error)))
         except CacheError as error:
             self._changed((key,))
             return self.failed(namespace, error)
@@ -506,9 +527,9 @@ class TierPolicy:
         def change(held: object) -> object:
             current = 0 if held is MISSING else self.codec.to_int(self.codec.from_l1(held))
             if current is None:
-                raise NotAnInteger(f"value of key {key!r} is not an integer", key=key)
+                raise _not_an_integer(key, amount, overflow=False)
             if not -(2**63) <= current + amount < 2**63:  # Redis's INCRBY range
-                raise NotAnInteger(f"increment of key {key!r} would overflow", key=key)
+                raise _not_an_integer(key, amount, overflow=True)
             return self.codec.to_l1(self.codec.from_int(current + amount), b"")
 
         if must_exist and l1.get(key) is MISSING:

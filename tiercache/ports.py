@@ -14,6 +14,7 @@ __all__ = [
     "CacheEntry",
     "CacheMetricsProtocol",
     "CacheProtocol",
+    "HeldEntry",
     "JSONObject",
     "NamespaceStats",
     "SyncCacheProtocol",
@@ -31,6 +32,15 @@ class CacheEntry(TypedDict):
     ttl: int | None
     created_at: ReadOnly[float]
     expires_at: float | None
+
+
+class HeldEntry(CacheEntry):
+    """A `CacheEntry` as this process's L1 holds it: `value` is shown as text."""
+
+    #: The type name of the value (`value` is its text, or its repr).
+    value_type: str
+    #: The bytes the entry counts against `l1_max_bytes`.
+    size: int
 
 
 class NamespaceStats(TypedDict):

@@ -26,10 +26,10 @@ from returns.result import Failure, Result, Success
 
 from tiercache import commands, registry
 from tiercache.bus import LocalBus
-from tiercache.drivers import AsyncExecutor, SyncExecutor
+from tiercache.drivers import AsyncExecutor, SyncExecutor, drive, drive_async
 from tiercache.errors import CacheError, InvalidTTL, LoaderFailed, NotSerializable
 from tiercache.memory import MISSING, MemoryTier
-from tiercache.policy import TierPolicy
+from tiercache.policy import Found, TierPolicy, as_flow
 from tiercache.singleflight import ABANDONED, LEADING, SingleFlight
 
 __all__ = [
@@ -137,6 +137,10 @@ class Stampede:
         self._random = random
         self._token = token
         self._backup: MemoryTier | None = None
+        #: Callers that took the value another caller loaded (they did not load it).
+        self.joins = 0
+        #: Stale values served: while refreshing, or when the loader or Redis failed.
+        self.stale_served = 0
 
     # -- the fail-safe copy ------------------------------------------------------------
 
@@ -168,47 +172,36 @@ class Stampede:
 
     def flow(self, key: str, namespace: str, plan: Plan) -> Loading:
         """Return the value of `key`, loading and storing it once when it is missing."""
-        policy, grace = self.policy, plan.grace
+        grace = plan.grace
         stale: object = MISSING
         age = 0.0  # seconds the stale value is past its freshness
-        if policy.l1 is not None:
-            held_for = policy.l1.remaining_ttl(key) if grace else None
-            if held_for is not MISSING:
-                value = policy.cached(key, namespace)
-                if value is not MISSING:
-                    if not isinstance(held_for, int | float) or held_for > grace:
-                        return Success(value)
-                    stale, age = value, grace - held_for
-        down = False
-        if policy.has_l2:
-            found = yield from policy.fetch_entry(key, namespace)
-            if isinstance(found, Success):
-                value, raw, left = found.unwrap()
-                stale = MISSING  # Redis knows better than our copy
-                if value is not MISSING:
-                    fresh_for = (plan.ttl or 0.0) if left is None else max(0.0, left - grace)
-                    self._keep(key, value, raw, fresh_for, plan)
-                    if left is None or left > grace:
-                        return Success(value)
-                    stale, age = value, grace - left
-            else:
-                down = True
+        read = yield from as_flow(self.policy.get(key, namespace, grace))
+        down = isinstance(read, Failure)
+        if isinstance(read, Success):
+            found: Found = read.unwrap()
+            if found.value is not MISSING:
+                if found.raw is not None:  # from Redis: keep a copy for bad times
+                    left = (plan.ttl or 0.0) if found.left is None else found.left - grace
+                    self._keep(key, found.value, found.raw, max(0.0, left), plan)
+                if found.left is None or found.left > grace:
+                    return Success(found.value)
+                stale, age = found.value, grace - found.left
         if down and plan.fail_safe:
-            if stale is MISSING or age > plan.fail_safe:
-                stale, age = self._kept(key), 0.0
+            stale, age = self._kept(key), 0.0
             if stale is not MISSING:
-                return Success(stale)  # Redis is down: don't stampede the source
+                return self._stale(stale)  # Redis is down: don't stampede the source
         revalidate = stale is not MISSING and plan.stale_ttl > 0 and age <= plan.stale_ttl
         flight = (self._scope, key)
         if revalidate:
             lead = yield Join(flight, wait=False)
             if lead is not LEADING:
-                return Success(stale)  # somebody is refreshing it
+                return self._stale(stale)  # somebody is refreshing it
         else:
             lead = yield Join(flight)
             while lead is ABANDONED:
                 lead = yield Join(flight)
             if lead is not LEADING:
+                self.joins += 1
                 return lead  # type: ignore[return-value]
         serve_stale = revalidate or (
             stale is not MISSING and plan.fail_safe > 0 and age <= plan.fail_safe
@@ -219,6 +212,10 @@ class Stampede:
                 key, namespace, plan, fallback, down=down, revalidate=revalidate
             )
         )
+
+    def _stale(self, value: object) -> Success[object]:
+        self.stale_served += 1
+        return Success(value)
 
     def _compute(
         self,
@@ -242,7 +239,7 @@ class Stampede:
             if isinstance(got, _Found):
                 return Success(got.value)
             if got is _STALE:
-                return Success(stale)
+                return self._stale(stale)
             token = str(got)
         loaded = yield Load()
         assert isinstance(loaded, Loaded)
@@ -250,13 +247,13 @@ class Stampede:
             if token:
                 yield from self._unlock(key, token)
             error = LoaderFailed(
-                f"loader of key {key!r} raised {type(loaded.error).__name__}: {loaded.error}",
+                f"loader of key {{key}} raised {type(loaded.error).__name__}: {loaded.error}",
                 key=key,
             )
             error.__cause__ = loaded.error
             failed = policy.failed(namespace, error)
             fallback = stale if stale is not MISSING or not plan.fail_safe else self._kept(key)
-            return failed if fallback is MISSING else Success(fallback)
+            return failed if fallback is MISSING else self._stale(fallback)
         stored = yield from self._store(key, namespace, loaded.value, plan)
         if token:
             yield from self._unlock(key, token)
@@ -318,11 +315,11 @@ class Stampede:
                 return _Found(value)
 
     def _fresh(self, key: str, namespace: str, plan: Plan) -> _Step:
-        found = yield from self.policy.fetch_entry(key, namespace)
-        if isinstance(found, Success):
-            value, _, left = found.unwrap()
-            if value is not MISSING and (left is None or left > plan.grace):
-                return value
+        read = yield from as_flow(self.policy.get(key, namespace, plan.grace))
+        if isinstance(read, Success):
+            found: Found = read.unwrap()
+            if found.value is not MISSING and (found.left is None or found.left > plan.grace):
+                return found.value
         return MISSING
 
     def _unlock(self, key: str, token: str) -> _Step:
@@ -353,81 +350,72 @@ def flights() -> SingleFlight:
     return registry.shared(("tiercache", "single_flight"), SingleFlight)
 
 
-def _called(loader: Callable[[], object]) -> Loaded:
-    try:
-        return Loaded(loader())
-    except Exception as error:  # the loader is the caller's code: its failure becomes a value
-        return Loaded(None, error)
+class _Joins:
+    """The single flight one get_or_set call leads, if any; finished when it ends."""
+
+    def __init__(self, table: SingleFlight) -> None:
+        self._table = table
+        self._led: Hashable | None = None
+
+    def join(self, effect: Join) -> object:
+        reply, leading = self._table.join(effect.key, wait=effect.wait)
+        self._led = effect.key if leading else self._led
+        return reply
+
+    async def ajoin(self, effect: Join) -> object:
+        reply, leading = await self._table.ajoin(effect.key, wait=effect.wait)
+        self._led = effect.key if leading else self._led
+        return reply
+
+    def finish(self, outcome: object) -> None:
+        """Hand the outcome (ABANDONED if there is none) to those waiting on our flight."""
+        if self._led is not None:
+            self._table.finish(self._led, outcome)
 
 
 def load(
     flow: Loading, execute: SyncExecutor | None, loader: Callable[[], object]
 ) -> Result[object, CacheError]:
     """Run a get_or_set flow with a sync loader."""
-    table = flights()
-    led: Hashable | None = None
+
+    def call(_: Load) -> Loaded:
+        try:
+            return Loaded(loader())
+        except Exception as error:  # the loader is the caller's code: its failure is a value
+            return Loaded(None, error)
+
+    joins = _Joins(flights())
     outcome: object = ABANDONED
     try:
-        effect = next(flow)
-        while True:
-            reply: object = None
-            if isinstance(effect, Load):
-                reply = _called(loader)
-            elif isinstance(effect, Join):
-                reply, leading = table.join(effect.key, wait=effect.wait)
-                led = effect.key if leading else led
-            elif isinstance(effect, Sleep):
-                time.sleep(effect.seconds)
-            else:
-                assert execute is not None, "a flow without L2 yielded a request"
-                try:
-                    reply = execute(effect)
-                except CacheError as error:
-                    effect = flow.throw(error)
-                    continue
-            effect = flow.send(reply)
-    except StopIteration as stop:
-        outcome = stop.value
-        result: Result[object, CacheError] = stop.value
-        return result
+        outcome = drive(
+            flow,
+            execute,
+            {Load: call, Join: joins.join, Sleep: lambda effect: time.sleep(effect.seconds)},
+        )
+        return outcome
     finally:
-        if led is not None:
-            table.finish(led, outcome)  # ABANDONED if we never got an outcome
+        joins.finish(outcome)
 
 
 async def aload(
     flow: Loading, execute: AsyncExecutor | None, loader: Callable[[], Awaitable[object]]
 ) -> Result[object, CacheError]:
     """Run a get_or_set flow with an async loader."""
-    table = flights()
-    led: Hashable | None = None
+
+    async def call(_: Load) -> Loaded:
+        try:
+            return Loaded(await loader())
+        except Exception as error:  # the loader is the caller's code: its failure is a value
+            return Loaded(None, error)
+
+    joins = _Joins(flights())
     outcome: object = ABANDONED
     try:
-        effect = next(flow)
-        while True:
-            reply: object = None
-            if isinstance(effect, Load):
-                try:
-                    reply = Loaded(await loader())
-                except Exception as error:  # the caller's code: its failure becomes a value
-                    reply = Loaded(None, error)
-            elif isinstance(effect, Join):
-                reply, leading = await table.ajoin(effect.key, wait=effect.wait)
-                led = effect.key if leading else led
-            elif isinstance(effect, Sleep):
-                await asyncio.sleep(effect.seconds)
-            else:
-                assert execute is not None, "a flow without L2 yielded a request"
-                try:
-                    reply = await execute(effect)
-                except CacheError as error:
-                    effect = flow.throw(error)
-                    continue
-            effect = flow.send(reply)
-    except StopIteration as stop:
-        outcome = stop.value
-        result: Result[object, CacheError] = stop.value
-        return result
+        outcome = await drive_async(
+            flow,
+            execute,
+            {Load: call, Join: joins.ajoin, Sleep: lambda effect: asyncio.sleep(effect.seconds)},
+        )
+        return outcome
     finally:
-        if led is not None:
-            table.finish(led, outcome)
+        joins.finish(outcome)

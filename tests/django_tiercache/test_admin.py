@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import NoReverseMatch, reverse
 
-from django_tiercache.metrics import metrics_for
+from django_tiercache.metrics import metrics_for, request_scope
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.django_db
@@ -164,7 +166,8 @@ def test_reset_zeroes_every_processes_metrics(django_user_model: Any, redis_url:
     assert "reset in every process" in response.content.decode()
     assert metrics_for("default").get_all_stats() == {}
     with redis.Redis.from_url(redis_url) as client_:
-        assert not client_.exists("tiercache:metrics:dj:default")
+        assert client_.exists("tiercache:metrics:{dj:default}:reset")
+        assert not client_.exists("tiercache:metrics:{dj:default}")
     assert response.context["reports"][0].namespaces == {}
 
 
@@ -245,3 +248,125 @@ def test_the_permissions_exist_after_migrating() -> None:
     )
 
     assert codenames == {"view_cachestats", "reset_cachestats", "flush_cachestats"}
+
+
+def test_the_page_draws_the_last_hour_and_the_workers(admin_client: Client) -> None:
+    _use_cache()
+    metrics_for("default").push()
+
+    response = admin_client.get(URL)
+    page = response.content.decode()
+
+    for chart in ("lookups", "hit-rate", "errors", "latency"):
+        assert f'data-chart="{chart}"' in page
+    assert "<rect" in page  # this minute's lookups
+    assert 'src="http' not in page, "nothing from another site (no CDN)"
+    assert 'href="http' not in page
+    (worker,) = response.context["reports"][0].workers
+    assert worker.pid == os.getpid()
+    assert f'data-worker="{worker.process}"' in page
+    assert worker.l1_entries == 2
+    assert not worker.stale
+
+
+def test_a_worker_that_stopped_reporting_is_marked_stale(
+    admin_client: Client, redis_url: str
+) -> None:
+    cache.get("user:1")
+    metrics_for("default").push()
+    with redis.Redis.from_url(redis_url) as client:
+        key = "tiercache:metrics:{dj:default}:workers"
+        (process, raw) = client.hgetall(key).popitem()
+        report = json.loads(raw)
+        report["at"] -= 20 * 3600  # the tests push hourly: stale after three hours
+        client.hset(key, process, json.dumps(report))
+
+    page = admin_client.get(URL).content.decode()
+
+    assert 'class="tc-stale"' in page
+    assert ">stale<" in page
+    assert admin_client.get(URL).context["reports"][0].processes == 0
+
+
+def test_error_kinds_are_columns_not_tooltips(admin_client: Client, redis_url: str) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        client.set("dj::1:provider:7", b"not a signed pickle")
+    assert cache.get("provider:7") is None  # corrupt: a miss and an error
+
+    page = admin_client.get(URL).content.decode()
+
+    assert 'data-kind="CorruptData"' in page
+    assert "title=" not in page.split('class="tc-namespaces"')[1].split("</table>")[0]
+
+
+def test_hit_rate_counts_errors_and_shows_a_dash_without_lookups(admin_client: Client) -> None:
+    with request_scope() as scope:
+        cache.set("user:1", "x")  # a write: no lookup
+    scope.commit("writer")
+
+    (report,) = admin_client.get(URL).context["reports"]
+
+    assert report.total_hit_rate == "—"
+    page = admin_client.get(URL).content.decode()
+    assert ">—<" in page
+    metrics = metrics_for("default")
+    metrics.record_hit("user")
+    metrics.record_error("user", "CacheTimeout")
+    (report,) = admin_client.get(URL).context["reports"]
+    assert report.total_hit_rate == "50.0%"
+
+
+def test_the_breaker_shows_outages_not_probes(admin_client: Client) -> None:
+    cache.get("user:1")
+    breaker = cache.breaker  # type: ignore[attr-defined]
+    clock = [0.0]
+    breaker._timer = lambda: clock[0]
+    for _ in range(breaker.failure_threshold):
+        breaker.record_failure()
+    for _ in range(4):  # four failed half-open probes: the same outage
+        clock[0] += breaker.reset_timeout
+        assert breaker.allow()
+        breaker.record_failure()
+
+    page = admin_client.get(URL).content.decode()
+
+    assert breaker.times_opened == 5
+    assert "1 outage in this process" in page
+
+
+def test_the_json_endpoint_has_the_pages_figures(admin_client: Client) -> None:
+    _use_cache()
+    metrics_for("default").push()
+
+    data = admin_client.get(URL + "json/").json()
+
+    (alias,) = data["caches"]
+    assert alias["alias"] == "default"
+    assert alias["namespaces"]["user"]["misses"] == 1
+    assert len(alias["minutes"]) == 60
+    assert alias["workers"][0]["pid"] == os.getpid()
+    assert alias["hit_rate"] == 2 / 4
+
+
+def test_the_json_endpoint_needs_the_view_permission(django_user_model: Any) -> None:
+    django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    client = Client()
+    client.login(username="staff", password="pw")
+
+    assert client.get(URL + "json/").status_code == 403
+
+
+def test_auto_refresh_is_a_toggle(admin_client: Client) -> None:
+    assert 'http-equiv="refresh"' not in admin_client.get(URL).content.decode()
+
+    page = admin_client.get(URL + "?refresh=10").content.decode()
+
+    assert '<meta http-equiv="refresh" content="10">' in page
+    assert "Stop auto-refresh" in page
+
+
+def test_the_time_of_the_last_reset_is_shown(admin_client: Client) -> None:
+    assert "Never reset" in admin_client.get(URL).content.decode()
+    admin_client.post(URL, {"action": "reset", "alias": "default"})
+
+    assert "Counting since the last reset, 20" in admin_client.get(URL).content.decode()

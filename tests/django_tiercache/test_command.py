@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from io import StringIO
 from typing import Any
 
 import pytest
+import redis
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
 from django_tiercache.metrics import metrics_for
@@ -104,4 +107,77 @@ def test_a_location_list_is_refused_by_the_metrics_as_by_the_checks(use_caches: 
     # connection for a LOCATION the system checks reject.
     use_caches(["redis://127.0.0.1:6379/0"])
 
-    assert metrics_for("default").shares_counts is False
+    with pytest.raises(ImproperlyConfigured, match="LOCATION"):
+        metrics_for("default")  # the metrics live in the backbone, built from parsed options
+
+
+# -- inspect ---------------------------------------------------------------------------
+
+
+def _inspect(*args: str) -> list[str]:
+    return _run("inspect", *args).splitlines()
+
+
+def test_inspect_shows_both_tiers_copies_without_the_value(redis_url: str) -> None:
+    cache.set("user:1", {"name": "Ada", "secret": "s3cret"}, 300)
+
+    out = _inspect("user:1")
+
+    assert out[0] == "Cache 'default', key 'user:1'"
+    assert out[1] == "  Redis key: 'dj::1:user:1'"
+    # L1 keeps its copy at most L1_TTL (60 s); Redis keeps it for the timeout.
+    assert re.fullmatch(
+        r"  L1 \(this process\): dict, \d+ bytes, expires in 60 s, stored [\d.]+ s ago", out[2]
+    )
+    assert re.fullmatch(
+        r"  Redis: string, encoding raw, \d+ bytes stored, memory usage \d+ bytes, "
+        r"TTL (300|29\d\.\d+) s",
+        out[3],
+    )
+    assert out[4] == "    value type: dict"
+    assert not any("s3cret" in line for line in out)
+
+
+def test_inspect_prints_the_value_only_when_asked() -> None:
+    cache.set("user:1", {"secret": "s3cret"})
+
+    out = "\n".join(_inspect("user:1", "--show-value"))
+
+    assert "    value: {'secret': 's3cret'}" in out
+    assert out.count("s3cret") == 2  # L1's copy and Redis's
+
+
+def test_inspect_of_a_key_held_nowhere_says_so() -> None:
+    out = _inspect("user:404")
+
+    assert out[2:] == ["  L1 (this process): not held", "  Redis: no such key"]
+
+
+def test_inspect_reports_a_copy_that_does_not_verify_without_unpickling_it(
+    redis_url: str,
+) -> None:
+    cache.set("perms:alice", ["admin"])
+    cache.set("perms:bob", ["reader"])
+    with redis.Redis.from_url(redis_url) as raw:
+        raw.set("dj::1:perms:bob", raw.get("dj::1:perms:alice"))
+    assert cache.l1 is not None
+    cache.l1.clear()
+
+    out = _inspect("perms:bob", "--show-value")
+
+    assert out[2] == "  L1 (this process): not held"
+    assert out[4].startswith("    value: unreadable (value in Redis has no valid signature")
+    assert "admin" not in "\n".join(out)
+
+
+def test_inspect_says_when_redis_cannot_be_asked(
+    use_caches: Any, private_redis: RedisServer
+) -> None:
+    use_caches(private_redis.url)
+    cache.set("user:1", "Ada")
+    private_redis.kill()
+
+    out = _inspect("user:1")
+
+    assert out[2].startswith("  L1 (this process): str, ")
+    assert out[3].startswith("  Redis: Redis is unreachable")

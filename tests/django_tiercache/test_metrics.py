@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import redis
 
 from django_tiercache import counters
-from django_tiercache.aggregation import RedisCounterSink
-from django_tiercache.metrics import AliasMetrics, metrics_for, request_scope
+from django_tiercache.aggregation import RedisCounterStore
+from django_tiercache.metrics import AliasMetrics, metrics_for, operation_of, request_scope
 from tests.redis_server import RedisServer
-from tiercache import CacheMetricsProtocol
+from tiercache import CacheMetricsProtocol, CircuitBreaker
+from tiercache.commands import SET
+from tiercache.redis_tier import RedisTier
+from tiercache.settings import RedisSettings
+from tiercache.topology import StandaloneTopology
 
-KEY = "tiercache:metrics:test"
+KEY = "tiercache:metrics:{test}"
 
 
 class FakeClock:
@@ -25,9 +29,31 @@ class FakeClock:
         return self.now
 
 
-def _metrics(url: str, clock: FakeClock | None = None, interval: float = 5.0) -> AliasMetrics:
-    sink = RedisCounterSink(url, KEY)
-    return AliasMetrics("default", sink, push_interval=interval, timer=clock or FakeClock())
+_tiers: list[RedisTier] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_tiers() -> Iterator[None]:
+    yield
+    while _tiers:
+        _tiers.pop().close()
+
+
+def _tier(url: str, breaker: CircuitBreaker | None = None) -> RedisTier:
+    tier = RedisTier(StandaloneTopology(RedisSettings(url)), breaker or CircuitBreaker())
+    _tiers.append(tier)
+    return tier
+
+
+def _metrics(
+    url: str,
+    clock: FakeClock | None = None,
+    interval: float = 5.0,
+    breaker: CircuitBreaker | None = None,
+) -> AliasMetrics:
+    metrics = AliasMetrics("default", push_interval=interval, timer=clock or FakeClock())
+    metrics.connect(RedisCounterStore(_tier(url, breaker).execute, KEY))
+    return metrics
 
 
 def _redis_counts(url: str) -> dict[str, int]:
@@ -41,12 +67,15 @@ def test_metrics_implement_the_core_protocol(redis_url: str) -> None:
 
 def test_metrics_for_returns_one_object_per_alias() -> None:
     assert metrics_for("default") is metrics_for("default")
-    assert metrics_for("default") is not metrics_for("other")
 
 
-def test_a_settings_change_of_caches_starts_afresh(settings: Any, redis_url: str) -> None:
+def test_caches_on_one_redis_with_other_options_keep_their_own_metrics(
+    settings: object, redis_url: str
+) -> None:
+    from tests.django_tiercache.django_setup import tiered_caches
+
     before = metrics_for("default")
-    settings.CACHES = {**settings.CACHES}
+    settings.CACHES = tiered_caches(redis_url, L1_MAXSIZE=5)  # type: ignore[attr-defined]
 
     assert metrics_for("default") is not before
 
@@ -96,7 +125,7 @@ def test_counts_inside_a_request_scope_wait_for_the_commit(redis_url: str) -> No
 
 
 def test_a_scope_keeps_each_aliases_counts_apart(redis_url: str) -> None:
-    one, two = _metrics(redis_url), AliasMetrics("two", None)
+    one, two = _metrics(redis_url), AliasMetrics("two")
 
     with request_scope() as scope:
         one.record_miss("user")
@@ -133,16 +162,28 @@ def test_a_push_adds_the_deltas_into_redis_once(redis_url: str) -> None:
     assert _redis_counts(redis_url) == {"ns|user|misses": 1, "ns|user|l2_hits": 1}
 
 
-def test_pushes_happen_only_once_the_interval_has_passed(redis_url: str) -> None:
+def test_a_push_is_due_only_once_the_interval_has_passed(redis_url: str) -> None:
     clock = FakeClock()
     metrics = _metrics(redis_url, clock, interval=5.0)
-    metrics.record_miss("user")
 
-    metrics.push_if_due()
-    assert _redis_counts(redis_url) == {}
-
+    assert not metrics.push_due
     clock.now += 5.0
-    metrics.push_if_due()
+    assert metrics.push_due
+    metrics.push()
+    assert not metrics.push_due
+
+
+def test_an_open_breaker_stops_pushes_without_touching_redis(redis_url: str) -> None:
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=3600)
+    metrics = _metrics(redis_url, breaker=breaker)
+    metrics.record_miss("user")
+    breaker.record_failure()  # the cache found its Redis sick
+
+    assert not metrics.push()
+
+    assert _redis_counts(redis_url) == {}
+    breaker.record_success()
+    assert metrics.push()
     assert _redis_counts(redis_url) == {"ns|user|misses": 1}
 
 
@@ -152,13 +193,13 @@ def test_processes_add_up_and_each_reads_the_sum(redis_url: str) -> None:
     second.record_miss("user")
     second.record_hit("user")
 
-    site = first.site_counts()
+    site = first.site_view()
 
     assert site.site_wide
     assert site.counts["ns|user|misses"] == 1  # the second has not pushed yet
     second.push()
-    assert first.site_counts().counts["ns|user|misses"] == 2
-    assert first.site_counts().counts["ns|user|l1_hits"] == 1
+    assert first.site_view().counts["ns|user|misses"] == 2
+    assert first.site_view().counts["ns|user|l1_hits"] == 1
 
 
 def test_a_failed_push_keeps_the_deltas_for_the_next_one(
@@ -177,7 +218,8 @@ def test_a_failed_push_keeps_the_deltas_for_the_next_one(
 
     private_redis.restart()
     metrics.record_miss("user")
-    assert metrics.push()
+    metrics.push()  # the breaker may still be open after the failures: one more try
+    assert metrics.push() or metrics.push()
     assert _redis_counts(private_redis.url) == {"ns|user|misses": 2}
 
 
@@ -186,21 +228,21 @@ def test_without_redis_the_site_figures_are_this_processes(private_redis: RedisS
     metrics.record_miss("user")
     private_redis.kill()
 
-    site = metrics.site_counts()
+    site = metrics.site_view()
 
     assert not site.site_wide
     assert site.counts == {"ns|user|misses": 1}
     assert site.problem
-    assert "unreachable" in site.problem
+    assert "unreachable" in site.problem or "circuit" in site.problem
 
 
 def test_without_a_location_the_figures_stay_local() -> None:
-    metrics = AliasMetrics("memory", None)
+    metrics = AliasMetrics("memory")
     metrics.record_miss("user")
 
     assert not metrics.push()
-    assert metrics.site_counts().counts == {"ns|user|misses": 1}
-    assert not metrics.site_counts().site_wide
+    assert metrics.site_view().counts == {"ns|user|misses": 1}
+    assert not metrics.site_view().site_wide
 
 
 def test_a_reset_drops_what_other_processes_counted_before_it(redis_url: str) -> None:
@@ -214,11 +256,11 @@ def test_a_reset_drops_what_other_processes_counted_before_it(redis_url: str) ->
     assert first.reset_site() is None
     second.push()
 
-    assert first.site_counts().counts == {}
+    assert first.site_view().counts == {}
     assert second.get_all_stats() == {}
     second.record_hit("user")
     second.push()
-    assert first.site_counts().counts == {"ns|user|l1_hits": 1}
+    assert first.site_view().counts == {"ns|user|l1_hits": 1}
 
 
 def test_a_reset_while_redis_is_down_says_so(private_redis: RedisServer) -> None:
@@ -241,3 +283,82 @@ def test_field_names_round_trip_any_text(name: str) -> None:
         name,
         "misses",
     ]
+
+
+def test_latency_is_counted_per_tier_and_operation_in_buckets(redis_url: str) -> None:
+    metrics = _metrics(redis_url)
+
+    metrics.record_latency("l2", "get", 0.0003)
+    metrics.record_latency("l2", "get", 0.0004)
+
+    histogram = counters.tier_latencies(metrics.snapshot())[("l2", "get")]
+    assert histogram[counters.bucket_of(0.0003)] == 2
+    assert histogram[counters.LATENCY_SUM] == 700  # microseconds
+
+
+def test_redis_requests_are_labelled_by_command_or_script() -> None:
+    assert operation_of(("GET", "k")) == "get"
+    assert operation_of(("EVALSHA", SET.sha, 1, "k")) == "set"
+    assert operation_of([("GET", "a"), ("GET", "b")]) == "pipeline"
+
+
+def test_quantiles_interpolate_inside_a_bucket() -> None:
+    assert counters.quantile({}, 0.5) is None
+    middle = counters.quantile({counters.bucket_of(0.0003): 10}, 0.5)
+    assert middle is not None
+    assert 0.00025 < middle < 0.0005
+
+
+def test_a_push_fills_the_minute_and_the_workers_report(redis_url: str) -> None:
+    metrics = AliasMetrics("default")
+    metrics.connect(
+        RedisCounterStore(_tier(redis_url).execute, KEY),
+        lambda: ({"l1_entries": 7}, {counters.EVICTIONS: 3}),
+    )
+    metrics.record_hit("user", "l1")
+    metrics.record_miss("user")
+    metrics.record_latency("l2", "get", 0.0002)
+
+    assert metrics.push()
+    site = metrics.site_view()
+
+    assert len(site.minutes) == 60
+    _, now = site.minutes[-1]
+    assert (now["l1_hits"], now["misses"]) == (1, 1)
+    assert now[counters.join("lat", str(counters.bucket_of(0.0002)))] == 1
+    (report,) = site.workers.values()
+    assert report["l1_entries"] == 7
+    assert site.counts["proc|evictions"] == 3
+
+
+def test_event_totals_are_pushed_as_deltas(redis_url: str) -> None:
+    totals = {counters.INVALIDATIONS: 5}
+    metrics = AliasMetrics("default")
+    metrics.connect(RedisCounterStore(_tier(redis_url).execute, KEY), lambda: ({}, dict(totals)))
+
+    metrics.push()
+    totals[counters.INVALIDATIONS] = 8
+    metrics.push()
+
+    assert _redis_counts(redis_url)["proc|invalidations"] == 8
+
+
+def test_a_reset_notes_its_time_and_empties_the_series(redis_url: str) -> None:
+    metrics = _metrics(redis_url)
+    metrics.record_miss("user")
+    metrics.push()
+
+    assert metrics.reset_site() is None
+    site = metrics.site_view()
+
+    assert site.reset_at is not None
+    assert all(not row for _, row in site.minutes)
+
+
+def test_hit_rate_counts_errors_as_lookups_that_did_not_hit() -> None:
+    stats = counters.stats_of({"l1_hits": 3, "misses": 1, "errors": 4})
+
+    assert stats["total_requests"] == 8
+    assert stats["hit_rate"] == 3 / 8
+    assert counters.hit_rate_text(stats) == "37.5%"
+    assert counters.hit_rate_text(counters.stats_of({})) == "—"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from typing import Any
 
 import pytest
@@ -13,6 +16,8 @@ from django.test import AsyncClient, Client
 
 from django_tiercache.metrics import metrics_for
 from django_tiercache.middleware import CacheMetricsMiddleware
+from django_tiercache.pusher import pusher
+from tests.redis_server import RedisServer
 
 
 def _view_row(view: str, namespace: str) -> dict[str, int]:
@@ -89,7 +94,9 @@ def test_cache_use_outside_requests_counts_without_a_view() -> None:
     cache.get("user:404")
 
     counts = metrics_for("default").snapshot()
-    assert counts == {"ns|user|misses": 1}
+    assert {name: n for name, n in counts.items() if not name.startswith("op|")} == {
+        "ns|user|misses": 1
+    }
 
 
 def test_unresolved_requests_are_counted_under_a_placeholder_view() -> None:
@@ -131,19 +138,48 @@ async def test_server_timing_in_async_mode(settings: Any) -> None:
     assert "1 hits" in response.headers["Server-Timing"]
 
 
-def test_the_middleware_pushes_lazily_once_the_interval_has_passed(
+def test_the_pusher_thread_adds_what_requests_counted_into_redis(
     use_caches: Any, redis_url: str
 ) -> None:
     import redis
 
-    use_caches(redis_url, METRICS_PUSH_INTERVAL=0.0)
+    use_caches(redis_url, METRICS_PUSH_INTERVAL=0.01)
 
     Client().get("/user-and-provider/")
 
+    pushed: dict[bytes, bytes] = {}
+    deadline = time.monotonic() + 30
     with redis.Redis.from_url(redis_url) as client:
-        pushed = client.hgetall("tiercache:metrics:dj:default")
+        while b"req|user-and-provider" not in pushed and time.monotonic() < deadline:
+            time.sleep(0.05)
+            pushed = client.hgetall("tiercache:metrics:{dj:default}")
     assert pushed[b"req|user-and-provider"] == b"1"
     assert pushed[b"ns|provider|misses"] == b"1"
+
+
+def test_a_request_is_not_delayed_by_a_push_stuck_on_a_stopped_redis(
+    use_caches: Any, private_redis: RedisServer
+) -> None:
+    # A long socket timeout: a push stuck on the stopped server stays stuck for the test.
+    use_caches(
+        private_redis.url, METRICS_PUSH_INTERVAL=0.01, SOCKET_TIMEOUT=20.0, INVALIDATION=False
+    )
+    cache.set("user:1", {"name": "Ada"})  # now in L1 too
+    metrics = metrics_for("default")
+    os.kill(private_redis.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 30
+        while pusher().busy_with is not metrics and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pusher().busy_with is metrics, "the pusher never started a push"
+
+        response = Client().get("/l1-user/")
+
+        # The request was served (from L1) while the push was still blocked on Redis.
+        assert response.json() == {"user": {"name": "Ada"}}
+        assert pusher().busy_with is metrics
+    finally:
+        os.kill(private_redis.pid, signal.SIGCONT)
 
 
 @pytest.mark.parametrize("path", ["/user-and-provider/"])
@@ -158,12 +194,22 @@ def test_an_exception_in_the_view_still_commits(path: str) -> None:
     assert metrics_for("default").get_stats("user")["misses"] == 1
 
 
-def test_server_timing_carries_the_cache_time_the_backend_reports(settings: Any) -> None:
+def test_server_timing_carries_the_time_the_request_waited_for_redis(settings: Any) -> None:
+    settings.TIERCACHE = {"SERVER_TIMING": True}
+
+    response = Client().get("/user-and-provider/")  # four Redis round trips
+
+    timing = response.headers["Server-Timing"]
+    assert timing.startswith("cache;dur=")
+    assert float(timing.split(";")[1].removeprefix("dur=")) > 0
+
+
+def test_server_timing_sums_the_latencies_the_backend_records(settings: Any) -> None:
     settings.TIERCACHE = {"SERVER_TIMING": True}
 
     def get_response(request: HttpRequest) -> HttpResponse:
-        metrics_for("default").record_time(0.0025)
-        metrics_for("default").record_time(0.0005)
+        metrics_for("default").record_latency("l2", "get", 0.0025)
+        metrics_for("default").record_latency("l2", "get", 0.0005)
         return HttpResponse()
 
     response = CacheMetricsMiddleware(get_response)(HttpRequest())

@@ -40,3 +40,8 @@ def accounts(request: HttpRequest) -> HttpResponse:
 def no_cache(request: HttpRequest) -> HttpResponse:
     """Use no cache at all."""
     return HttpResponse("nothing cached")
+
+
+def l1_user(request: HttpRequest) -> HttpResponse:
+    """Read `user:1` (the test put it in L1 first)."""
+    return JsonResponse({"user": cache.get("user:1")})

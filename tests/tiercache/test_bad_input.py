@@ -79,7 +79,9 @@ async def stored(cache: CacheUnderTest) -> object:
 
 
 def assert_names_key(error: CacheError, key: str) -> None:
-    assert key in str(error), f"{error!r} does not name the key {key!r}"
+    """Check that `error` names the caller's `key`, not the prefixed key Redis holds."""
+    assert repr(key) in str(error), f"{error} does not name the key {key!r}"
+    assert error.key == key
 
 
 # -- keys ------------------------------------------------------------------------------
@@ -276,6 +278,9 @@ async def test_increment_past_the_64_bit_range_fails_and_keeps_the_value(
     await cache.set("hits:a", top)
     error = failure_of(await cache.increment("hits:a"))
     assert isinstance(error, NotAnInteger)
+    assert "overflow" in str(error)
+    assert "not an integer" not in str(error)
+    assert_names_key(error, "hits:a")
     assert await cache.get("hits:a") == Success(top)
 
 

@@ -320,7 +320,7 @@ def test_read_that_began_before_an_invalidation_does_not_fill_l1(
 ) -> None:
     raw.set("tc:k", "old")
     policy = cache._assembly.policy
-    flow = policy.fetch("tc:k", "default")
+    flow = policy.get("tc:k", "default")
     request = next(flow)
     reply = cache._execute(request)  # the read has its answer: "old"
 
@@ -353,7 +353,7 @@ def test_read_overlapping_a_change_in_this_process_cannot_refill_the_old_value(
         raw.set("tc:k", "7")
         changing = change(other._assembly.policy)
         request = next(changing)  # every L1 of the process dropped "k"; Redis not yet changed
-        read = cache._assembly.policy.fetch("tc:k", "default")
+        read = cache._assembly.policy.get("tc:k", "default")
         answer = cache._execute(next(read))  # so this read, begun after the drop, sees "7"
         with pytest.raises(StopIteration):
             changing.send(other._execute(request))  # now Redis changes

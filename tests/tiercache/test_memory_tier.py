@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 import re
 import threading
@@ -9,7 +10,7 @@ import threading
 import pytest
 
 from tests.tiercache.support import FakeClock
-from tiercache import MemoryTier
+from tiercache import MemoryTier, memory
 from tiercache.memory import MISSING
 
 
@@ -144,6 +145,17 @@ def test_bytes_used_follows_evictions_by_count(clock: FakeClock) -> None:
     for index, key in enumerate("abcd"):
         l1.put(key, key, ttl=None, size=10 * (index + 1))
     assert l1.bytes_used == 30 + 40
+
+
+def test_evictions_count_entries_dropped_for_room_not_removals(clock: FakeClock) -> None:
+    l1 = tier(clock, maxsize=2, max_bytes=100)
+    for key in "abc":
+        l1.put(key, key, ttl=None, size=10)  # "a" goes: three entries in room for two
+    l1.put("big", "B", ttl=None, size=95)  # "b" and "c" go: over 100 bytes
+    l1.invalidate(["big"])
+    l1.put("d", "d", ttl=None, size=10)
+    l1.clear()
+    assert l1.evictions == 3
 
 
 def test_maxsize_must_be_positive(clock: FakeClock) -> None:
@@ -331,10 +343,9 @@ def test_concurrent_use_raises_nothing_and_keeps_counts_consistent(clock: FakeCl
     assert len(set(l1.keys())) == len(l1)
 
 
-def test_the_fast_path_over_cachetools_internals_is_active() -> None:
-    # If a cachetools release renames its internals, the tier falls back to the slow
-    # public API; this test says so instead of letting L1 hits quietly slow down.
-    assert MemoryTier(4)._data._fast is not None
+def test_the_l1_uses_only_the_public_api_of_cachetools() -> None:
+    source = inspect.getsource(memory)
+    assert re.search(r"_(Cache|LRUCache|TLRUCache)__", source) is None
 
 
 def test_cachetools_accounting_stays_true_through_fast_inserts_and_evictions(
@@ -350,3 +361,56 @@ def test_cachetools_accounting_stays_true_through_fast_inserts_and_evictions(
     tier.invalidate(["k9"])
     assert len(lru) == lru.currsize == 2
     assert lru.popitem()[0] in {"k7", "k8"}  # cachetools' own API still agrees
+
+
+# -- expire and inspection ---------------------------------------------------------------
+
+
+def test_expire_gives_a_new_ttl_and_keeps_the_entry_counted_against_max_bytes(
+    clock: FakeClock,
+) -> None:
+    l1 = tier(clock, max_bytes=250)
+    l1.put("a", "A", ttl=10, size=100)
+    l1.put("b", "B", ttl=10, size=100)
+    assert l1.expire("a", 30) is True
+    assert l1.expire("absent", 30) is False
+    assert l1.bytes_used == 200
+    l1.put("c", "C", ttl=10, size=100)  # over 250 bytes: the least recently used goes
+    assert l1.bytes_used == 200
+    assert (l1.get("b"), l1.get("a"), l1.get("c")) == (MISSING, "A", "C")
+    clock.advance(20)
+    assert l1.get("a") == "A"
+
+
+def test_entry_shows_how_a_key_is_held_without_touching_it(clock: FakeClock) -> None:
+    wall = FakeClock(1_700_000_000.0)
+    l1 = MemoryTier(2, None, timer=clock, clock=wall)
+    l1.put("a", {"n": 1}, ttl=10, size=42)
+    l1.put("b", "B", ttl=None)
+    clock.advance(2.5)
+    wall.advance(2.5)
+    entry = l1.entry("a")
+    assert entry == {
+        "key": "a",
+        "value": "{'n': 1}",
+        "ttl": 8,
+        "created_at": 1_700_000_000.0,
+        "expires_at": 1_700_000_010.0,
+        "value_type": "dict",
+        "size": 42,
+    }
+    assert l1.entry("b") == {
+        "key": "b",
+        "value": "B",
+        "ttl": None,
+        "created_at": 1_700_000_000.0,
+        "expires_at": None,
+        "value_type": "str",
+        "size": 0,
+    }
+    l1.put("c", "C", ttl=None)  # "a" was not touched by `entry`: it is the oldest
+    assert l1.entry("a") is None
+    assert l1.entry("absent") is None
+    shown = l1.entry("b", decode=lambda held: f"decoded {held}")
+    assert shown is not None
+    assert shown["value"] == "decoded B"

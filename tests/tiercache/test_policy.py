@@ -15,13 +15,15 @@ from returns.result import Result, Success
 
 from tests.tiercache.conftest import MakeCache
 from tests.tiercache.fake_l2 import FakeL2
-from tests.tiercache.support import CacheUnderTest, FakeClock, failure_of
+from tests.tiercache.support import CacheUnderTest, FakeClock, failure_of, success_of
 from tiercache import (
+    AsyncTieredCache,
     CacheError,
     CacheMetrics,
     CacheUnavailable,
     MemoryTier,
     NotAnInteger,
+    TieredCache,
     envelope,
     messages,
 )
@@ -420,3 +422,62 @@ def test_every_invalidation_message_decodes_to_what_was_encoded(keys: list[str])
     text = messages.encode("sender-1", "keys", keys)
     assert messages.decode(text) == messages.Invalidation("sender-1", "keys", tuple(keys), "")
     assert json.loads(text) == ["sender-1", "keys", keys, ""]
+
+
+# -- one read path ------------------------------------------------------------------------
+
+
+def test_an_l1_hit_is_answered_without_building_a_flow(rig: Rig) -> None:
+    rig.l2.plant("k", "v")
+    rig.get("k")
+    assert rig.policy.get("k", "ns") == Success("v")  # a Result, not a generator
+
+
+class ReadSpy:
+    """Wraps `TierPolicy.get` and counts the reads that went through it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        original = TierPolicy.get
+
+        def get(policy: TierPolicy, *args: Any) -> Any:
+            self.calls += 1
+            return original(policy, *args)
+
+        monkeypatch.setattr(TierPolicy, "get", get)
+
+
+@pytest.mark.parametrize("layout", ["l1", "l2", "l1l2"])
+@pytest.mark.parametrize("colour", ["sync", "async"])
+async def test_every_read_of_the_core_goes_through_the_policy_read(
+    make_cache: MakeCache, redis_url: str, monkeypatch: pytest.MonkeyPatch, layout: str, colour: str
+) -> None:
+    spy = ReadSpy(monkeypatch)
+    under = await make_cache(layout, colour, redis_url)
+    await under.set("k", "v")
+    assert success_of(await under.get("k")) == "v"  # an L1 hit where there is an L1
+    assert success_of(await under.get("k")) == "v"
+    assert success_of(await under.get_json("absent")) is None
+    cache = under.cache
+    if isinstance(cache, AsyncTieredCache):
+
+        async def load() -> str:
+            return "loaded"
+
+        assert success_of(await cache.get_or_set("g", load, 10)) == "loaded"
+    else:
+        assert success_of(cache.get_or_set("g", lambda: "loaded", 10)) == "loaded"
+    assert spy.calls == 4
+
+
+def test_l1_only_expire_keeps_l1_bounded_by_l1_max_bytes() -> None:
+    cache = TieredCache.from_url(None, l1_ttl=None, l1_max_bytes=250)
+    success_of(cache.set("a", "A" * 100))
+    success_of(cache.set("b", "B" * 100))
+    assert success_of(cache.expire("a", 60)) is True
+    assert success_of(cache.expire("b", 60)) is True
+    assert cache.l1 is not None
+    assert cache.l1.bytes_used == 200
+    success_of(cache.set("c", "C" * 100))  # over 250 bytes: the least recently used goes
+    assert cache.l1.bytes_used == 200
+    assert len(cache.l1) == 2

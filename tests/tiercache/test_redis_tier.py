@@ -57,7 +57,8 @@ def ordinary_connections(raw: redis.Redis) -> int:
 def test_max_connections_bounds_sixteen_threads_and_waiting_is_not_an_outage(
     redis_url: str,
 ) -> None:
-    cache = TieredCache.from_url(redis_url, l1_maxsize=0, max_connections=2)
+    # A wait for a free connection is bounded by socket_timeout: generous on a busy machine.
+    cache = TieredCache.from_url(redis_url, l1_maxsize=0, max_connections=2, socket_timeout=5)
     raw = redis.Redis.from_url(redis_url)
     results: list[Result[Any, CacheError]] = []
     peak = 0
@@ -95,7 +96,7 @@ def test_max_connections_bounds_sixteen_threads_and_waiting_is_not_an_outage(
 async def test_max_connections_bounds_two_hundred_tasks_without_opening_the_circuit(
     redis_url: str,
 ) -> None:
-    cache = AsyncTieredCache.from_url(redis_url, l1_maxsize=0, max_connections=3)
+    cache = AsyncTieredCache.from_url(redis_url, l1_maxsize=0, max_connections=3, socket_timeout=5)
     raw = redis.Redis.from_url(redis_url)
     try:
         results = await asyncio.gather(

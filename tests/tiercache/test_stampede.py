@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from returns.result import Result
+from returns.result import Result, Success
 
+import tiercache
 from tests.redis_server import RedisServer
 from tests.tiercache.support import CacheUnderTest, FakeClock, build, close, failure_of, success_of
 from tiercache import (
@@ -24,8 +28,9 @@ from tiercache import (
     TieredCache,
 )
 from tiercache.commands import RELEASE_LOCK
+from tiercache.drivers import drive, drive_async
 from tiercache.singleflight import LEADING, SingleFlight
-from tiercache.stampede import LOCK_PREFIX
+from tiercache.stampede import LOCK_PREFIX, Load
 
 
 class Loader:
@@ -158,6 +163,9 @@ async def test_a_failing_loader_fails_every_waiter_once_then_is_retried(
     errors = [failure_of(result) for result in results]
     assert all(isinstance(error, LoaderFailed) for error in errors)
     assert isinstance(errors[0].__cause__, RuntimeError)
+    assert "'cold'" in str(errors[0])  # the caller's key, not the prefixed one
+    assert errors[0].key == "cold"
+    assert cache.cache._assembly.stampede.joins == 7  # the figure metrics export
     assert success_of(await get_or_set(cache, "cold", Loader("later"), 60)) == "later"
     assert cache.cache.metrics.get_error_kinds()["default"]["LoaderFailed"] == 1  # type: ignore[attr-defined]
 
@@ -339,6 +347,7 @@ async def test_stale_value_is_served_while_exactly_one_caller_refreshes_it(
     assert success_of(await finished(handle)) == "new"
     assert success_of(await get_or_set(cache, "k", others, 10, stale_ttl=5)) == "new"
     assert (refresher.calls, others.calls) == (1, 0)
+    assert cache.cache._assembly.stampede.stale_served == 3  # the figure metrics export
 
 
 async def test_value_past_its_stale_window_is_recomputed(cache: CacheUnderTest) -> None:
@@ -400,3 +409,35 @@ async def test_jitter_spreads_the_expiry_of_keys_written_together(
     ttls = [raw.pttl(f"tc:k{n}") for n in range(20)]
     assert all(49_000 <= ttl <= 100_000 for ttl in ttls)
     assert len({ttl // 1000 for ttl in ttls}) > 3
+
+
+# -- one driver loop per colour ------------------------------------------------------------
+
+
+def test_only_the_two_driver_loops_run_flows() -> None:
+    """get_or_set's extra effects are handlers in the shared loops, not loops of their own."""
+    root = Path(tiercache.__file__).parent.parent
+    for package in ("tiercache", "django_tiercache"):
+        for module in (root / package).rglob("*.py"):
+            if module.name != "drivers.py":
+                source = module.read_text()
+                # `.send(None)` only starts a coroutine; answering a flow sends it a reply.
+                assert re.search(r"\.(send|throw)\((?!None\))", source) is None, module
+
+
+async def test_an_effect_is_answered_by_its_handler_in_either_loop() -> None:
+    def flow() -> Generator[object, object, Result[object, CacheError]]:
+        loaded = yield Load()
+        stored = yield ("SET", "k", "v")
+        return Success((loaded, stored))
+
+    sync_effects = {Load: lambda _: "loaded"}
+
+    async def load(_: Load) -> str:
+        return "loaded"
+
+    async def execute(request: object) -> str:
+        return "OK"
+
+    assert drive(flow(), lambda request: "OK", sync_effects) == Success(("loaded", "OK"))
+    assert await drive_async(flow(), execute, {Load: load}) == Success(("loaded", "OK"))

@@ -1,14 +1,17 @@
-"""`manage.py tiercache stats|ping|flush|reset`: the stats page's figures and actions for operators."""
+"""`manage.py tiercache stats|ping|flush|reset|inspect`: the stats page's figures and actions,
+and one key's copies, for operators."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_tiercache.contract import tiered_aliases, tiered_cache
+from django_tiercache.inspection import KeyInspection
 from django_tiercache.metrics import metrics_of
 from django_tiercache.report import AliasReport, alias_reports
 from tiercache import CacheError
@@ -19,7 +22,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(
-            dest="action", required=True, metavar="{stats,ping,flush,reset}"
+            dest="action", required=True, metavar="{stats,ping,flush,reset,inspect}"
         )
         stats = actions.add_parser(
             "stats", help="Show configuration, health and metrics of each cache."
@@ -33,7 +36,16 @@ class Command(BaseCommand):
             "--namespace", required=True, help='The namespace, e.g. "user" for "user:123".'
         )
         actions.add_parser("reset", help="Zero the metrics of every process.")
-        for sub in (stats, flush, *(actions.choices[name] for name in ("ping", "reset"))):
+        inspect = actions.add_parser(
+            "inspect",
+            help="Show how one key is held: in this process's L1 and in Redis (no value shown).",
+        )
+        inspect.add_argument("key", help='The cache key, as the code uses it, e.g. "user:123".')
+        inspect.add_argument("--version", type=int, help="The key's version (default: VERSION).")
+        inspect.add_argument(
+            "--show-value", action="store_true", help="Also print the value (it may be private)."
+        )
+        for sub in (stats, flush, inspect, *(actions.choices[name] for name in ("ping", "reset"))):
             sub.add_argument(
                 "--alias",
                 action="append",
@@ -50,6 +62,10 @@ class Command(BaseCommand):
             self._ping(aliases)
         elif action == "flush":
             self._flush(aliases, options["namespace"])
+        elif action == "inspect":
+            for alias in aliases:
+                found = tiered_cache(alias).inspect(options["key"], options["version"])
+                self._write_inspection(alias, found, show_value=options["show_value"])
         else:
             self._reset(aliases)
 
@@ -155,6 +171,43 @@ class Command(BaseCommand):
         if failed:
             raise CommandError(f"Flush failed for: {', '.join(failed)}")
 
+    def _write_inspection(self, alias: str, found: KeyInspection, *, show_value: bool) -> None:
+        write = self.stdout.write
+        write(self.style.MIGRATE_HEADING(f"Cache {alias!r}, key {found.key!r}"))
+        write(f"  Redis key: {found.redis_key!r}")
+        held = found.l1
+        if held is None:
+            write("  L1 (this process): not held")
+        else:
+            expiry = "no expiry" if held["ttl"] is None else f"expires in {held['ttl']} s"
+            write(
+                f"  L1 (this process): {held['value_type']}, {held['size']} bytes, {expiry}, "
+                f"stored {_ago(held['created_at'])}"
+            )
+            if show_value:
+                write(f"    value: {held['value']}")
+        copy = found.redis
+        if copy is None:
+            write(f"  Redis: {found.redis_error or 'none (an L1-only cache)'}")
+            return
+        if copy.type == "none":
+            write("  Redis: no such key")
+            return
+        ttl = "no expiry" if copy.ttl is None else f"TTL {copy.ttl:g} s"
+        sizes = [f"{copy.length} bytes stored"] if copy.length is not None else []
+        if copy.memory_usage is not None:
+            sizes.append(f"memory usage {copy.memory_usage} bytes")
+        write(
+            f"  Redis: {copy.type}, encoding {copy.encoding or '?'}, {', '.join(sizes) or '?'}, "
+            f"{ttl}"
+        )
+        if copy.value_type is None:
+            write(self.style.WARNING(f"    value: unreadable ({copy.problem})"))
+        else:
+            write(f"    value type: {copy.value_type}")
+            if show_value:
+                write(f"    value: {copy.value!r}")
+
     def _reset(self, aliases: list[str]) -> None:
         for alias in aliases:
             problem = metrics_of(tiered_cache(alias), alias).reset_site()
@@ -162,3 +215,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"{alias}: metrics reset in every process")
             else:
                 self.stderr.write(f"{alias}: metrics reset in this process only: {problem}")
+
+
+def _ago(wall_time: float) -> str:
+    return f"{max(0.0, time.time() - wall_time):.1f} s ago"

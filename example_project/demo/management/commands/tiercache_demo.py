@@ -1,4 +1,4 @@
-"""`manage.py tiercache_demo`: find or start Redis, migrate, create the demo admin, serve."""
+"""`manage.py tiercache_demo`: start a private Redis, migrate, create the demo admin, serve."""
 
 from __future__ import annotations
 
@@ -15,21 +15,16 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from example_project.demo.redis_process import (
-    PrivateRedis,
-    answers_ping,
-    die_with_parent,
-)
+from example_project.demo.redis_process import PrivateRedis, answers_ping, die_with_parent
 
 MANAGE_PY = Path(__file__).resolve().parents[4] / "example_project" / "manage.py"
-DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEMO_USER = "admin"
 
 
 class Command(BaseCommand):
     help = (
-        "Run the example site on http://127.0.0.1:8000/: use Redis at $TIERCACHE_REDIS_URL or "
-        "127.0.0.1:6379, else start a private redis-server, else go on without Redis."
+        "Run the example site on http://127.0.0.1:8000/ with a private, throwaway "
+        "redis-server (stopped on exit); --redis URL uses an existing Redis instead."
     )
     # The checks would build the cache before we know where Redis is; runserver runs them.
     requires_system_checks: list[str] = []
@@ -40,25 +35,24 @@ class Command(BaseCommand):
         )
         parser.add_argument("--addr", default="127.0.0.1", help="Address to serve on.")
         which = parser.add_mutually_exclusive_group()
-        which.add_argument("--no-redis", action="store_true", help="Run without Redis (L1 only).")
         which.add_argument(
-            "--private-redis",
-            action="store_true",
-            help="Start a private redis-server even if one answers on 6379.",
+            "--redis",
+            metavar="URL",
+            help="Use this existing Redis (the site writes its dj:* and metrics keys there).",
         )
+        which.add_argument("--no-redis", action="store_true", help="Run without Redis (L1 only).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         private: PrivateRedis | None = None
         server: subprocess.Popen[bytes] | None = None
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
-            url, how, private = self._find_redis(
-                no_redis=options["no_redis"], private_only=options["private_redis"]
-            )
+            url, how, private = self._choose_redis(options["redis"], no_redis=options["no_redis"])
             call_command("migrate", interactive=False, verbosity=0)
             password = self._demo_admin()
+            token = os.environ.get("TIERCACHE_METRICS_TOKEN") or secrets.token_urlsafe(16)
             site = f"http://{options['addr']}:{options['port']}"
-            self._banner(site, url, how, password)
+            self._banner(site, url, how, password, token)
             server = subprocess.Popen(
                 [
                     *die_with_parent(),
@@ -68,7 +62,7 @@ class Command(BaseCommand):
                     f"{options['addr']}:{options['port']}",
                     "--noreload",
                 ],
-                env={**os.environ, "TIERCACHE_REDIS_URL": url},
+                env={**os.environ, "TIERCACHE_REDIS_URL": url, "TIERCACHE_METRICS_TOKEN": token},
             )
             server.wait()
         except KeyboardInterrupt:
@@ -82,21 +76,19 @@ class Command(BaseCommand):
                 private.stop()
                 self.stdout.write("Stopped the private redis-server.")
 
-    def _find_redis(
-        self, *, no_redis: bool, private_only: bool
+    def _choose_redis(
+        self, given: str | None, *, no_redis: bool
     ) -> tuple[str, str, PrivateRedis | None]:
+        # Never a Redis nobody named: the site would write its keys into someone's data.
         if no_redis:
             return "", "none (--no-redis): an L1-only cache in the server process", None
-        given = os.environ.get("TIERCACHE_REDIS_URL")
-        if given and not private_only:
+        if given:
             state = "answers" if answers_ping(given) else "does NOT answer; serving from L1 only"
-            return given, f"from $TIERCACHE_REDIS_URL ({state})", None
-        if not private_only and answers_ping(DEFAULT_REDIS):
-            return DEFAULT_REDIS, "found on 127.0.0.1:6379", None
+            return given, f"given with --redis ({state})", None
         private = PrivateRedis.start_if_installed()
         if private is not None:
-            return private.url, "private redis-server started for this run", private
-        return "", "none found: an L1-only cache in the server process", None
+            return private.url, "private redis-server, stopped on exit", private
+        return "", "redis-server is not installed: an L1-only cache in the server process", None
 
     def _demo_admin(self) -> str:
         password = os.environ.get("TIERCACHE_DEMO_PASSWORD") or secrets.token_urlsafe(9)
@@ -107,13 +99,18 @@ class Command(BaseCommand):
         user.save()
         return password
 
-    def _banner(self, site: str, url: str, how: str, password: str) -> None:
+    def _banner(self, site: str, url: str, how: str, password: str, token: str) -> None:
         write = self.stdout.write
         write(self.style.SUCCESS("tiercache example site"))
         write(f"  Redis:        {url or '-'}  [{how}]")
         write(f"  Site:         {site}/")
         write(f"  Cache stats:  {site}/admin/django_tiercache/cachestats/")
         write(f"  Log in as:    {DEMO_USER} / {password}")
+        write(f"  Prometheus:   curl -H 'Authorization: Bearer {token}' {site}/metrics")
+        if url:
+            python = os.path.relpath(sys.executable)
+            manage = os.path.relpath(MANAGE_PY)
+            write(f"  Operators:    TIERCACHE_REDIS_URL={url} {python} {manage} tiercache stats")
         write("  Visit a few pages (or /simulate/), then reload the stats page. Stop with Ctrl-C.")
         self.stdout.flush()
 
