@@ -315,8 +315,9 @@ def test_lock_release_deletes_only_the_owners_lock(raw: redis.Redis) -> None:
     assert raw.exists("lock") == 0
 
 
-async def test_too_slow_lock_holder_is_given_up_on(redis_url: str, raw: redis.Redis) -> None:
+async def test_too_slow_lock_holder_is_given_up_on(redis_url: str) -> None:
     cache = TieredCache.from_url(redis_url, lock_timeout=0.2)
+    raw = redis.Redis.from_url(redis_url)
     try:
         raw.set(LOCK_PREFIX + "tc:k", "stuck", px=10_000)
         loader = Loader()
@@ -326,6 +327,7 @@ async def test_too_slow_lock_holder_is_given_up_on(redis_url: str, raw: redis.Re
         assert loader.calls == 1
     finally:
         cache.close()
+        raw.close()
 
 
 # -- stale-while-revalidate, fail-safe, jitter -------------------------------------------
