@@ -47,7 +47,9 @@ class Backbone:
         self.sync_tier: SyncTier | None = None
         if self.assembly.topology is not None:
             assert self.assembly.breaker is not None
-            self.sync_tier = tier_for(self.assembly.topology, self.assembly.breaker)
+            self.sync_tier = tier_for(
+                self.assembly.topology, self.assembly.breaker, self.assembly.breaker_for
+            )
             # The counters travel through this cache's own tier: its timeouts, its breaker.
             node = self.options.core.location
             self.metrics.connect(
@@ -81,7 +83,9 @@ class Backbone:
     def _async_tier(self) -> AsyncTier:
         assert self.assembly.topology is not None
         assert self.assembly.breaker is not None
-        return async_tier_for(self.assembly.topology, self.assembly.breaker)
+        return async_tier_for(
+            self.assembly.topology, self.assembly.breaker, self.assembly.breaker_for
+        )
 
     @property
     def sync_executor(self) -> Callable[[Request], object] | None:

@@ -48,6 +48,8 @@ _CLUSTER_ARGS = (
     "--cluster-config-file", "nodes.conf",
     "--cluster-node-timeout", "1000",
     "--cluster-replica-validity-factor", "0",
+    # The other primaries keep serving while a dead one's replica takes over.
+    "--cluster-require-full-coverage", "no",
     *_REPLICATION_ARGS,
 )  # fmt: skip
 _READY_TIMEOUT = 30.0

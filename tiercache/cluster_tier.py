@@ -1,24 +1,33 @@
-"""The L2 tier on a Redis Cluster: the policy's requests on redis-py's `RedisCluster`.
+"""The L2 tier on a Redis Cluster: the policy's requests, grouped by node, one round trip each.
 
-The policy yields the same requests on every topology. A command over many keys
-(MGET, UNLINK, a batch script) is split by slot here and every part goes into one
-redis-py cluster pipeline, which sends one round trip per node; the replies are
-folded back into the one the policy expects. Only a batch within one slot is atomic.
-SCAN walks every primary in turn behind one cursor. The routing is redis-py's.
+The policy yields the same requests on every topology. Here a command over many keys
+(MGET, UNLINK, a batch script) is split by slot, each part goes to the node redis-py
+says owns it (`RedisCluster.get_node_from_key`), and each node gets one pipelined
+write on a connection of redis-py's pool for that node: every node is written to
+before any is read, so a batch costs one round trip whichever the number of nodes.
+Replies are folded back into the one the policy expects. MOVED and ASK replies are
+run again through `RedisCluster.execute_command`, which follows them and learns the
+new owner. Only what stays in one slot is atomic.
+
+Each node has its own circuit breaker: a dead primary fails fast for its own slots
+only, and a batch read answers its keys there as misses. `ClusterTopology` watches
+the slot map; when a primary changes, every tier refreshes redis-py's map of slots.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio.cluster
 import redis.exceptions as rex
 from redis.cluster import RedisCluster
 
 from tiercache.breaker import CircuitBreaker
 from tiercache.commands import SCRIPTS, Command, Request
-from tiercache.errors import CircuitOpen
+from tiercache.errors import CacheError, CacheUnavailable, CircuitOpen
 from tiercache.redis_tier import AsyncRedisTier, RedisTier, error_from
 from tiercache.topology import Topology
 from tiercache.topology_cluster import ClusterTopology
@@ -35,8 +44,14 @@ __all__ = [
 
 #: Multi-key commands whose reply is a count: split per key, replies summed.
 _COUNTED = frozenset({"UNLINK", "DEL", "EXISTS", "TOUCH"})
+#: Commands sent alone: they name a node (or every one), not a key.
+_PER_NODE = frozenset({"SCAN", "PING"})
 #: A SCAN cursor is the primary's index above these bits and its own cursor below.
 _CURSOR_BITS = 64
+#: Errors that say a node is unreachable or sick, not that a command was wrong.
+_OUTAGES = (rex.ConnectionError, rex.TimeoutError, OSError)
+
+BreakerFor = Callable[[str], CircuitBreaker]
 
 
 @dataclass(frozen=True)
@@ -45,8 +60,8 @@ class _Part:
 
     commands: list[Command]
     fold: Callable[[list[object]], object]
-    #: MGET answers nil for a key of another type, where its GETs answer WRONGTYPE.
-    wrongtype_is_nil: bool = False
+    #: A batch read: a key of another type, or on a node that is down, is a miss.
+    read: bool = False
 
 
 def _first(replies: list[object]) -> object:
@@ -61,8 +76,8 @@ def _split(command: Command, slot_of: Callable[[Any], int]) -> _Part:
     """Return `command` as commands that each stay in one slot."""
     name = str(command[0]).upper()
     keys = list(command[1:])
-    if name == "MGET" and len(keys) > 1:
-        return _Part([("GET", key) for key in keys], list, wrongtype_is_nil=True)
+    if name == "MGET":
+        return _Part([("GET", key) for key in keys], list, read=True)
     if name in _COUNTED and len(keys) > 1:
         return _Part([(name, key) for key in keys], _total)
     if name == "EVALSHA" and int(command[2]) > 1:
@@ -97,17 +112,28 @@ def _split_script(command: Command, slot_of: Callable[[Any], int]) -> _Part:
             return _total(replies)
         out: list[object] = [None] * count
         for positions, reply in zip(order, replies, strict=True):
-            for position, value in zip(positions, reply or [], strict=False):  # type: ignore[call-overload]
+            values = reply if isinstance(reply, list) else []
+            for position, value in zip(positions, values, strict=False):
                 out[position] = value
         return out
 
     return _Part(commands, fold)
 
 
-def _with_sources(commands: Sequence[Command]) -> list[Command]:
-    return [
-        ("EVAL", SCRIPTS[str(c[1])].source, *c[2:]) if c[0] == "EVALSHA" else c for c in commands
-    ]
+def _key_of(command: Command) -> object | None:
+    """Return the key that routes `command`, or None for a command without one."""
+    name = str(command[0]).upper()
+    if name in ("EVALSHA", "EVAL"):
+        return command[3] if int(command[2]) > 0 else None
+    if name in ("PUBLISH", "PING", "SCAN") or len(command) < 2:
+        return None
+    return command[1]
+
+
+def _with_source(command: Command) -> Command:
+    if command[0] != "EVALSHA":
+        return command
+    return ("EVAL", SCRIPTS[str(command[1])].source, *command[2:])
 
 
 def _folded(parts: list[_Part], replies: list[object]) -> list[object]:
@@ -116,174 +142,339 @@ def _folded(parts: list[_Part], replies: list[object]) -> list[object]:
     for part in parts:
         mine = replies[at : at + len(part.commands)]
         at += len(part.commands)
-        if part.wrongtype_is_nil:
-            mine = [None if _wrong_type(reply) else reply for reply in mine]
+        if part.read:
+            mine = [None if _missing(reply) else reply for reply in mine]
         for reply in mine:
             if isinstance(reply, Exception):
-                raise reply
+                _raise(reply)
         out.append(part.fold(mine))
     return out
 
 
-def _wrong_type(reply: object) -> bool:
-    return isinstance(reply, rex.ResponseError) and str(reply).startswith("WRONGTYPE")
-
-
-def _scan_target(cursor: int, primaries: list[Any]) -> tuple[int, Any, int]:
-    index = cursor >> _CURSOR_BITS
-    return index, primaries[index], cursor & ((1 << _CURSOR_BITS) - 1)
+def _missing(reply: object) -> bool:
+    """Return whether a batch read's reply counts as a miss (unreadable, or node down)."""
+    if isinstance(reply, rex.ClusterDownError | rex.TryAgainError):
+        return True  # a slot without a primary, for now
+    if isinstance(reply, rex.ResponseError):
+        return str(reply).startswith("WRONGTYPE")
+    return isinstance(reply, (*_OUTAGES, CircuitOpen))
 
 
 def _scan_reply(index: int, count: int, reply: object) -> tuple[int, list[object]]:
-    cursors, keys = reply if isinstance(reply, list | tuple) else (0, [])
-    if isinstance(cursors, dict):  # redis-py gives the cursor per node, here one node
-        cursors = next(iter(cursors.values()), 0)
-    node_cursor = int(cursors)
+    cursor, keys = reply if isinstance(reply, list | tuple) else (0, [])
+    node_cursor = int(cursor)
     if node_cursor == 0:
         index += 1
         return (0 if index >= count else index << _CURSOR_BITS), list(keys)
     return (index << _CURSOR_BITS) | node_cursor, list(keys)
 
 
-def _is_scan(command: Command) -> bool:
-    return str(command[0]).upper() in ("SCAN", "PING")
+def _raise(error: BaseException) -> Any:
+    """Raise `error` as the `CacheError` that names its cause."""
+    if isinstance(error, CacheError):
+        raise error
+    if isinstance(error, rex.RedisClusterException):  # not a RedisError: no slot map
+        raise CacheUnavailable(f"Redis Cluster is unreachable: {error}") from None
+    if isinstance(error, rex.RedisError | OSError):
+        raise error_from(error) from None
+    raise error
 
 
-class _ClusterBoundary:
-    def __init__(self, topology: ClusterTopology, breaker: CircuitBreaker) -> None:
-        self.topology = topology
-        self.breaker = breaker
+class _Plan:
+    """The commands of one request, split by slot, with the node of each."""
 
-    def _check_breaker(self) -> None:
-        if not self.breaker.allow():
-            raise CircuitOpen("Redis circuit is open after repeated failures; not trying")
+    def __init__(self, commands: Sequence[Command], client: Any) -> None:
+        self.parts = [_split(c, client.keyslot) for c in commands]
+        self.flat = [c for part in self.parts for c in part.commands]
+        default = None
+        self.nodes: list[Any] = []
+        for command in self.flat:
+            key = _key_of(command)
+            if key is None:
+                default = default or client.get_default_node()
+                self.nodes.append(default)
+            else:
+                self.nodes.append(client.get_node_from_key(key))
 
-    def _fail(self, exc: rex.RedisError | OSError) -> Any:
-        error = error_from(exc)
-        if isinstance(exc, rex.ClusterError | rex.RedisClusterException | rex.ConnectionError):
-            self.breaker.record_failure()
-        else:
-            self.breaker.record_success()
-        raise error from None
+    def by_node(self, indices: Sequence[int]) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = {}
+        for i in indices:
+            groups.setdefault(str(self.nodes[i].name), []).append(i)
+        return groups
 
 
-class ClusterTier(_ClusterBoundary):
+class _Breakers:
+    """One breaker per node."""
+
+    def __init__(self, topology: ClusterTopology, breaker_for: BreakerFor) -> None:
+        self._topology = topology
+        self._breaker_for = breaker_for
+
+    def allow(self, node: str) -> bool:
+        return self._breaker_for(node).allow()
+
+    def closed(self, node: str) -> CircuitOpen:
+        return CircuitOpen(f"Redis node {node} circuit is open after repeated failures")
+
+    def answered(self, node: str) -> None:
+        self._breaker_for(node).record_success()
+
+    def lost(self, node: str, unanswered: list[int], replies: list[object], exc: Exception) -> None:
+        """Record that `node` failed; its unanswered commands get `exc` as their reply."""
+        for i in unanswered:
+            replies[i] = exc
+        self._breaker_for(node).record_failure()
+        self._topology.suspect()  # its replica may take over: find out soon
+
+
+class ClusterTier:
     """Runs requests on a sync `RedisCluster`, from any thread."""
 
-    def __init__(self, topology: ClusterTopology, breaker: CircuitBreaker) -> None:
-        super().__init__(topology, breaker)
+    def __init__(self, topology: ClusterTopology, breaker_for: BreakerFor) -> None:
+        self.topology = topology
+        self._breakers = _Breakers(topology, breaker_for)
         self._client: RedisCluster | None = None
+        self._generation = topology.generation
+        self._lock = threading.Lock()
+        topology.watch()
 
     def _cluster(self) -> RedisCluster:
-        if self._client is None:
-            self._client = self.topology.sync_client()
-        return self._client
+        with self._lock:
+            if self._client is None:
+                self._client = self.topology.sync_client()
+                self._generation = self.topology.generation
+            elif self._generation != self.topology.generation:
+                self._generation = self.topology.generation
+                self._client.nodes_manager.initialize()  # a primary changed: new slot map
+            return self._client
 
     def execute(self, request: Request) -> object:
         """Run one command or a pipeline; raise `CacheError` on trouble."""
-        self._check_breaker()
         commands = [request] if isinstance(request, tuple) else request
         try:
-            replies = [self._one(c) if _is_scan(c) else None for c in commands]
-            rest = [c for c in commands if not _is_scan(c)]
-            if rest:
-                answered = iter(self._pipelined(rest))
-                replies = [
-                    next(answered) if not _is_scan(c) else r
-                    for c, r in zip(commands, replies, strict=True)
-                ]
-        except (rex.RedisError, OSError) as exc:
-            self._fail(exc)
-        self.breaker.record_success()
+            client = self._cluster()
+        except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
+            _raise(exc)
+        replies: list[object] = []
+        batch = [c for c in commands if str(c[0]).upper() not in _PER_NODE]
+        answered = iter(self._batch(client, batch) if batch else [])
+        for command in commands:
+            name = str(command[0]).upper()
+            if name == "PING":
+                replies.append(self._ping(client))
+            elif name == "SCAN":
+                replies.append(self._scan(client, command))
+            else:
+                replies.append(next(answered))
         return replies[0] if isinstance(request, tuple) else replies
 
-    def _one(self, command: Command) -> object:
-        client = self._cluster()
-        if str(command[0]).upper() == "PING":
-            reply = client.execute_command("PING", target_nodes=RedisCluster.PRIMARIES)
-            return all(reply.values()) if isinstance(reply, dict) else bool(reply)
-        primaries = sorted(client.get_primaries(), key=lambda node: str(node.name))
-        index, node, cursor = _scan_target(int(command[1]), primaries)
-        reply = client.execute_command("SCAN", cursor, *command[2:], target_nodes=node)
-        return _scan_reply(index, len(primaries), reply)
-
-    def _pipelined(self, commands: list[Command]) -> list[object]:
-        client = self._cluster()
-        parts = [_split(c, client.keyslot) for c in commands]
-        flat = [c for part in parts for c in part.commands]
-        replies = self._send(flat)
-        stale = [i for i, reply in enumerate(replies) if isinstance(reply, rex.NoScriptError)]
-        if stale:
-            again = self._send(_with_sources([flat[i] for i in stale]))
-            for i, reply in zip(stale, again, strict=True):
+    def _batch(self, client: RedisCluster, commands: list[Command]) -> list[object]:
+        plan = _Plan(commands, client)
+        replies = self._send(plan, range(len(plan.flat)))
+        again = [i for i, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
+        if again:
+            plan.flat = [_with_source(c) if i in again else c for i, c in enumerate(plan.flat)]
+            for i, reply in zip(again, self._send(plan, again), strict=True):
                 replies[i] = reply
-        return _folded(parts, replies)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, rex.MovedError | rex.AskError):  # not applied: safe to resend
+                try:
+                    replies[i] = client.execute_command(*plan.flat[i])
+                except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
+                    replies[i] = exc
+        return _folded(plan.parts, replies)
 
-    def _send(self, commands: list[Command]) -> list[object]:
-        pipe = self._cluster().pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(pipe.execute(raise_on_error=False))
+    def _send(self, plan: _Plan, indices: Sequence[int]) -> list[object]:
+        """Send the commands at `indices`, one pipelined write per node; return replies."""
+        replies: list[object] = [None] * len(plan.flat)
+        sent: list[tuple[str, Any, Any, list[int]]] = []
+        for name, mine in plan.by_node(indices).items():
+            if not self._breakers.allow(name):
+                for i in mine:
+                    replies[i] = self._breakers.closed(name)
+                continue
+            pool = plan.nodes[mine[0]].redis_connection.connection_pool
+            connection = None
+            try:
+                connection = pool.get_connection()
+                connection.send_packed_command(
+                    connection.pack_commands([plan.flat[i] for i in mine])
+                )
+            except _OUTAGES as exc:
+                if connection is not None:  # a reply may be half read: never reuse as is
+                    connection.disconnect()
+                    pool.release(connection)
+                self._breakers.lost(name, mine, replies, exc)
+                continue
+            sent.append((name, pool, connection, mine))
+        for name, pool, connection, mine in sent:
+            callbacks = plan.nodes[mine[0]].redis_connection.response_callbacks
+            done = 0
+            try:
+                for i in mine:
+                    try:
+                        reply = connection.read_response()
+                        callback = callbacks.get(str(plan.flat[i][0]).upper())
+                        replies[i] = reply if callback is None else callback(reply)
+                    except rex.ResponseError as error:
+                        replies[i] = error
+                    done += 1
+            except _OUTAGES as exc:
+                connection.disconnect()
+                pool.release(connection)
+                self._breakers.lost(name, mine[done:], replies, exc)
+                continue
+            pool.release(connection)
+            self._breakers.answered(name)
+        return [replies[i] for i in indices]
+
+    def _one(self, client: RedisCluster, node: Any, command: Command) -> object:
+        plan = _Plan([], client)
+        plan.flat, plan.nodes, plan.parts = [command], [node], [_Part([command], _first)]
+        (reply,) = self._send(plan, [0])
+        if isinstance(reply, BaseException):
+            _raise(reply)
+        return reply
+
+    def _ping(self, client: RedisCluster) -> object:
+        return all(self._one(client, node, ("PING",)) for node in client.get_primaries())
+
+    def _scan(self, client: RedisCluster, command: Command) -> object:
+        primaries = sorted(client.get_primaries(), key=lambda node: str(node.name))
+        cursor = int(command[1])
+        index = cursor >> _CURSOR_BITS
+        own = cursor & ((1 << _CURSOR_BITS) - 1)
+        reply = self._one(client, primaries[index], ("SCAN", own, *command[2:]))
+        return _scan_reply(index, len(primaries), reply)
 
     def close(self) -> None:
         """Close the cluster client and its connections."""
-        client, self._client = self._client, None
+        with self._lock:
+            client, self._client = self._client, None
         if client is not None:
             client.close()
 
 
-class AsyncClusterTier(_ClusterBoundary):
+class AsyncClusterTier:
     """Runs requests on an asyncio `RedisCluster`, bound to one event loop."""
 
-    def __init__(self, topology: ClusterTopology, breaker: CircuitBreaker) -> None:
-        super().__init__(topology, breaker)
+    def __init__(self, topology: ClusterTopology, breaker_for: BreakerFor) -> None:
+        self.topology = topology
+        self._breakers = _Breakers(topology, breaker_for)
         self._client = topology.async_client()
+        self._generation: int | None = None
+        topology.watch()
+
+    async def _cluster(self) -> redis.asyncio.cluster.RedisCluster:
+        client = self._client
+        if self._generation is None:
+            await client.initialize()
+        elif self._generation != self.topology.generation:
+            await client.nodes_manager.initialize()  # a primary changed: new slot map
+        self._generation = self.topology.generation
+        return client
 
     async def execute(self, request: Request) -> object:
         """Run one command or a pipeline; raise `CacheError` on trouble."""
-        self._check_breaker()
         commands = [request] if isinstance(request, tuple) else request
         try:
-            replies = [await self._one(c) if _is_scan(c) else None for c in commands]
-            rest = [c for c in commands if not _is_scan(c)]
-            if rest:
-                answered = iter(await self._pipelined(rest))
-                replies = [
-                    next(answered) if not _is_scan(c) else r
-                    for c, r in zip(commands, replies, strict=True)
-                ]
-        except (rex.RedisError, OSError) as exc:
-            self._fail(exc)
-        self.breaker.record_success()
+            client = await self._cluster()
+        except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
+            _raise(exc)
+        replies: list[object] = []
+        batch = [c for c in commands if str(c[0]).upper() not in _PER_NODE]
+        answered = iter(await self._batch(client, batch) if batch else [])
+        for command in commands:
+            name = str(command[0]).upper()
+            if name == "PING":
+                replies.append(await self._ping(client))
+            elif name == "SCAN":
+                replies.append(await self._scan(client, command))
+            else:
+                replies.append(next(answered))
         return replies[0] if isinstance(request, tuple) else replies
 
-    async def _one(self, command: Command) -> object:
-        client = self._client
-        if str(command[0]).upper() == "PING":
-            reply = await client.execute_command("PING", target_nodes=RedisCluster.PRIMARIES)
-            return all(reply.values()) if isinstance(reply, dict) else bool(reply)
-        await client.initialize()
-        primaries = sorted(client.get_primaries(), key=lambda node: str(node.name))
-        index, node, cursor = _scan_target(int(command[1]), primaries)
-        reply = await client.execute_command("SCAN", cursor, *command[2:], target_nodes=node)
-        return _scan_reply(index, len(primaries), reply)
-
-    async def _pipelined(self, commands: list[Command]) -> list[object]:
-        parts = [_split(c, self._client.keyslot) for c in commands]
-        flat = [c for part in parts for c in part.commands]
-        replies = await self._send(flat)
-        stale = [i for i, reply in enumerate(replies) if isinstance(reply, rex.NoScriptError)]
-        if stale:
-            again = await self._send(_with_sources([flat[i] for i in stale]))
-            for i, reply in zip(stale, again, strict=True):
+    async def _batch(self, client: Any, commands: list[Command]) -> list[object]:
+        plan = _Plan(commands, client)
+        replies = await self._send(plan, range(len(plan.flat)))
+        again = [i for i, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
+        if again:
+            plan.flat = [_with_source(c) if i in again else c for i, c in enumerate(plan.flat)]
+            for i, reply in zip(again, await self._send(plan, again), strict=True):
                 replies[i] = reply
-        return _folded(parts, replies)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, rex.MovedError | rex.AskError):  # not applied: safe to resend
+                try:
+                    replies[i] = await client.execute_command(*plan.flat[i])
+                except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
+                    replies[i] = exc
+        return _folded(plan.parts, replies)
 
-    async def _send(self, commands: list[Command]) -> list[object]:
-        pipe = self._client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
+    async def _send(self, plan: _Plan, indices: Sequence[int]) -> list[object]:
+        """Send the commands at `indices`, one pipelined write per node; return replies."""
+        replies: list[object] = [None] * len(plan.flat)
+        sent: list[tuple[str, Any, Any, list[int]]] = []
+        for name, mine in plan.by_node(indices).items():
+            if not self._breakers.allow(name):
+                for i in mine:
+                    replies[i] = self._breakers.closed(name)
+                continue
+            node = plan.nodes[mine[0]]
+            connection = None
+            try:
+                connection = node.acquire_connection()
+                await connection.send_packed_command(
+                    connection.pack_commands([plan.flat[i] for i in mine])
+                )
+            except _OUTAGES as exc:
+                if connection is not None:
+                    await connection.disconnect(nowait=True)
+                    node.release(connection)
+                self._breakers.lost(name, mine, replies, exc)
+                continue
+            sent.append((name, node, connection, mine))
+        for name, node, connection, mine in sent:
+            done = 0
+            try:
+                for i in mine:
+                    try:
+                        reply = await connection.read_response()
+                        callback = node.response_callbacks.get(str(plan.flat[i][0]).upper())
+                        replies[i] = reply if callback is None else callback(reply)
+                    except rex.ResponseError as error:
+                        replies[i] = error
+                    done += 1
+            except _OUTAGES as exc:
+                await connection.disconnect(nowait=True)
+                node.release(connection)
+                self._breakers.lost(name, mine[done:], replies, exc)
+                continue
+            except BaseException:  # a cancellation may leave a reply half read
+                await connection.disconnect(nowait=True)
+                node.release(connection)
+                raise
+            node.release(connection)
+            self._breakers.answered(name)
+        return [replies[i] for i in indices]
+
+    async def _one(self, client: Any, node: Any, command: Command) -> object:
+        plan = _Plan([], client)
+        plan.flat, plan.nodes, plan.parts = [command], [node], [_Part([command], _first)]
+        (reply,) = await self._send(plan, [0])
+        if isinstance(reply, BaseException):
+            _raise(reply)
+        return reply
+
+    async def _ping(self, client: Any) -> object:
+        return all([await self._one(client, node, ("PING",)) for node in client.get_primaries()])
+
+    async def _scan(self, client: Any, command: Command) -> object:
+        primaries = sorted(client.get_primaries(), key=lambda node: str(node.name))
+        cursor = int(command[1])
+        index = cursor >> _CURSOR_BITS
+        own = cursor & ((1 << _CURSOR_BITS) - 1)
+        reply = await self._one(client, primaries[index], ("SCAN", own, *command[2:]))
+        return _scan_reply(index, len(primaries), reply)
 
     async def aclose(self) -> None:
         """Close the cluster client and its connections."""
@@ -294,17 +485,21 @@ SyncTier = RedisTier | ClusterTier
 AsyncTier = AsyncRedisTier | AsyncClusterTier
 
 
-def tier_for(topology: Topology | ClusterTopology, breaker: CircuitBreaker) -> SyncTier:
-    """Return the sync L2 tier of `topology`."""
+def tier_for(
+    topology: Topology | ClusterTopology, breaker: CircuitBreaker, breaker_for: BreakerFor
+) -> SyncTier:
+    """Return the sync L2 tier of `topology` (`breaker_for(node)`: a cluster node's breaker)."""
     if isinstance(topology, ClusterTopology):
-        return ClusterTier(topology, breaker)
+        return ClusterTier(topology, breaker_for)
     return RedisTier(topology, breaker)
 
 
-def async_tier_for(topology: Topology | ClusterTopology, breaker: CircuitBreaker) -> AsyncTier:
+def async_tier_for(
+    topology: Topology | ClusterTopology, breaker: CircuitBreaker, breaker_for: BreakerFor
+) -> AsyncTier:
     """Return an asyncio L2 tier of `topology`, for the running event loop only."""
     if isinstance(topology, ClusterTopology):
-        return AsyncClusterTier(topology, breaker)
+        return AsyncClusterTier(topology, breaker_for)
     return AsyncRedisTier(topology, breaker)
 
 

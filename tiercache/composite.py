@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tiercache import registry
 from tiercache.breaker import CircuitBreaker
@@ -33,6 +33,20 @@ class Assembly:
     stampede: Stampede
     #: The Redis nodes and how to reach them (None: L1 only).
     topology: Topology | ClusterTopology | None
+    #: Each node's breaker by name, as the tiers asked for them (a cluster has several).
+    node_breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+
+    def breaker_for(self, node: str) -> CircuitBreaker:
+        """Return the breaker of one node (of a cluster: each primary has its own)."""
+        breaker = self.node_breakers.get(node)
+        if breaker is None:
+            options, bus = self.options, self.bus
+            breaker = registry.breaker_for(
+                (options.url, node, options.breaker_threshold, options.breaker_reset),
+                lambda: _breaker(options, bus, _listener(options, bus)),
+            )
+            self.node_breakers[node] = breaker
+        return breaker
 
 
 def assemble(
@@ -94,7 +108,10 @@ def assemble(
         backup_size=options.l1_maxsize or 10_000,
         timer=options.timer,
     )
-    return Assembly(options, policy, bus, breaker, stampede, topology)
+    assembly = Assembly(options, policy, bus, breaker, stampede, topology)
+    if breaker is not None and topology is not None:
+        assembly.node_breakers[topology.primaries()[0]] = breaker
+    return assembly
 
 
 def _breaker(

@@ -8,6 +8,7 @@ when the cache is built only makes its calls fail, never the construction.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,11 @@ from tiercache.topology import client_options
 
 __all__ = ["ClusterTopology"]
 
+#: After a node failed, look at the slot map this often (seconds), for this long: a
+#: replica takes over within about twice cluster-node-timeout.
+_URGENT_INTERVAL = 0.1
+_URGENT_FOR = 15.0
+
 
 class ClusterTopology:
     """The primaries of a Redis Cluster and their slots, as redis-py sees them."""
@@ -38,9 +44,13 @@ class ClusterTopology:
         self._client: RedisCluster | None = None
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[set[str]], None]] = []
-        self._primaries: frozenset[str] | None = None
+        self._slots: dict[tuple[int, int], str] | None = None
         self._watcher: threading.Thread | None = None
         self._stopped = threading.Event()
+        self._wake = threading.Event()
+        self._urgent_until = 0.0
+        #: Grows each time a slot moves to another primary (tiers then refresh redis-py's map).
+        self.generation = 0
 
     def _options(self) -> dict[str, Any]:
         options = {**self._kwargs, **client_options(self.settings)}
@@ -79,7 +89,7 @@ class ClusterTopology:
         """Return every primary ("host:port"); the seed alone while none answers."""
         try:
             return sorted(str(node.name) for node in self._shared().get_primaries())
-        except (rex.RedisError, OSError):
+        except (rex.RedisError, rex.RedisClusterException, OSError):
             return [self.seed]
 
     def open_connection(self, node: str) -> redis.Connection:
@@ -93,57 +103,81 @@ class ClusterTopology:
         return connection
 
     def on_change(self, callback: Callable[[set[str]], None]) -> None:
-        """Call `callback` with the nodes that stopped being primaries."""
+        """Call `callback` with the nodes that lost slots (failed over, resharded)."""
         with self._lock:
             self._callbacks.append(callback)
+        self.watch()
+
+    def watch(self) -> None:
+        """Look at the slot map every `watch_interval` seconds, from a daemon thread."""
+        with self._lock:
             if self._watcher is None:
                 self._watcher = threading.Thread(
                     target=_watch,
-                    args=(weakref.ref(self), self._stopped, self.settings.watch_interval),
+                    args=(weakref.ref(self), self._stopped, self._wake),
                     name=f"tiercache-cluster-{self.seed}",
                     daemon=True,
                 )
                 self._watcher.start()
 
+    def suspect(self) -> None:
+        """Say a node just failed: look at the slot map now, and often for a while."""
+        self._urgent_until = time.monotonic() + _URGENT_FOR
+        self._wake.set()
+
+    def next_look(self) -> float:
+        """Return the seconds until the watcher looks again."""
+        urgent = time.monotonic() < self._urgent_until
+        return _URGENT_INTERVAL if urgent else self.settings.watch_interval
+
     def look(self) -> None:
-        """Ask a node for the primaries; tell the callbacks which ones stopped being one."""
+        """Ask a node for the slot map; when a slot changed primary, say which nodes lost it."""
         try:
             client = self._shared()
-            slots = client.cluster_slots(target_nodes=client.get_random_node())
-        except (rex.RedisError, OSError):
+            reply = client.cluster_slots(target_nodes=client.get_random_node())
+        except (rex.RedisError, rex.RedisClusterException, OSError):
             return  # the cluster is unreachable now: look again later
-        current = frozenset(f"{owner[0]}:{owner[1]}" for owner in _owners(slots))
-        previous, self._primaries = self._primaries, current
-        if previous is not None and previous - current:
-            for callback in list(self._callbacks):
-                callback(set(previous - current))
+        current = _owners(reply)
+        previous, self._slots = self._slots, current
+        if previous is None or previous == current:
+            return
+        lost = {node for span, node in previous.items() if current.get(span) != node}
+        self.generation += 1
+        for callback in list(self._callbacks):
+            callback(lost)
 
     def close(self) -> None:
         """Stop watching and close the shared client."""
         self._stopped.set()
+        self._wake.set()
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
             client.close()
 
 
-def _owners(slots: object) -> list[tuple[str, int]]:
-    """Return the primary (host, port) of each slot range of a CLUSTER SLOTS reply."""
-    if isinstance(slots, dict):  # redis-py parses it to {(start, end): {"primary": ...}}
-        return [(str(info["primary"][0]), int(info["primary"][1])) for info in slots.values()]
-    return []
+def _owners(reply: object) -> dict[tuple[int, int], str]:
+    """Return the primary ("host:port") of each slot range of a CLUSTER SLOTS reply."""
+    if not isinstance(reply, dict):  # redis-py parses it to {(start, end): {"primary": ...}}
+        return {}
+    return {
+        (int(span[0]), int(span[1])): f"{info['primary'][0]}:{info['primary'][1]}"
+        for span, info in reply.items()
+    }
 
 
 def _watch(
-    topology: weakref.ref[ClusterTopology], stopped: threading.Event, interval: float
+    topology: weakref.ref[ClusterTopology], stopped: threading.Event, wake: threading.Event
 ) -> None:
     while not stopped.is_set():
         watched = topology()
         if watched is None:
             return
+        wake.clear()
         watched.look()
+        interval = watched.next_look()
         del watched  # let the topology go while this thread sleeps
-        stopped.wait(interval)
+        wake.wait(interval)
 
 
 def _node_kwargs(settings: RedisSettings) -> dict[str, Any]:
