@@ -44,6 +44,7 @@ from tests.django_suite.run_django_cache_suite import (
 
 if TYPE_CHECKING:
     from tests.redis_server import RedisServer
+    from tests.redis_topology import RedisClusterServers
 
 DEFAULT_CANDIDATE = "django_tiercache.backend.TieredCache"
 CANDIDATE_BACKEND = os.environ.get("TIERCACHE_DJANGO_SUITE_BACKEND", DEFAULT_CANDIDATE)
@@ -134,5 +135,33 @@ def test_tiercache_backend_passes_what_builtin_passes(
     assert not comparison.regressions, (
         f"{len(comparison.regressions)} Django cache tests pass on Django's RedisCache but not "
         f"on {CANDIDATE_BACKEND}: {comparison.regressions}\n\n{details}\n\n"
+        f"--- suite stderr (tail) ---\n{proc.stderr[-1500:]}"
+    )
+
+
+def test_tiercache_backend_on_a_redis_cluster_passes_what_builtin_passes(
+    builtin_result: SuiteResult, redis_cluster: RedisClusterServers
+) -> None:
+    spec = candidate_spec(
+        redis_cluster.seed_url,
+        0,  # a cluster has database 0 only
+        label=f"{CANDIDATE_LABEL}-cluster",
+        backend=CANDIDATE_BACKEND,
+        options={**CANDIDATE_OPTIONS, "CLUSTER": True},
+        extra_apps=CANDIDATE_EXTRA_APPS,
+    )
+    # The fixture emptied every primary; the runner's own FLUSHDB would reach one node.
+    candidate, proc = run_in_subprocess(spec, timeout=SUITE_TIMEOUT, flush=False)
+    assert candidate.fatal is None, candidate.fatal.get("traceback", candidate.fatal)
+    comparison = Comparison(builtin_result, candidate)
+    lines = comparison.report_lines()
+    print("\n" + "\n".join(lines))
+    details = "\n\n".join(
+        f"--- {name} ---\n{candidate.tracebacks.get(name, candidate.messages.get(name, ''))}"
+        for name in comparison.regressions
+    )
+    assert not comparison.regressions, (
+        f"{len(comparison.regressions)} Django cache tests pass on Django's RedisCache but not "
+        f"on {CANDIDATE_BACKEND} on a Redis Cluster: {comparison.regressions}\n\n{details}\n\n"
         f"--- suite stderr (tail) ---\n{proc.stderr[-1500:]}"
     )
