@@ -12,10 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from django_tiercache.aggregation import RedisCounterStore
 from django_tiercache.codec import DjangoCodec
+from django_tiercache.compression import CompressingSerializer
 from django_tiercache.conf import app_settings
 from django_tiercache.metrics import AliasMetrics, operation_of
 from django_tiercache.options import BackendOptions
@@ -42,14 +44,17 @@ class Backbone:
         self.options = options
         self.codec = DjangoCodec(_serializer(options, keys))
         self.metrics = AliasMetrics(alias, push_interval=options.METRICS_PUSH_INTERVAL)
-        self.assembly: Assembly = assemble(self.options.core, self.codec, self.metrics)
+        try:
+            self.assembly: Assembly = assemble(self.options.core, self.codec, self.metrics)
+        except ValueError as error:  # redis-py refuses the URL's query, e.g. "?socket_timeout=x"
+            raise ImproperlyConfigured(
+                f"CACHES[{alias!r}]['LOCATION'] {options.core.location!r}: {error}"
+            ) from None
         self.policy = self.assembly.policy
         self.sync_tier: SyncTier | None = None
         if self.assembly.topology is not None:
             assert self.assembly.breaker is not None
-            self.sync_tier = tier_for(
-                self.assembly.topology, self.assembly.breaker, self.assembly.breaker_for
-            )
+            self.sync_tier = tier_for(self.assembly)
             # The counters travel through this cache's own tier: its timeouts, its breaker.
             node = self.options.core.location
             self.metrics.connect(
@@ -73,19 +78,19 @@ class Backbone:
 
     async def execute_async(self, request: Request) -> object:
         """Run a request on the client of the running event loop, timing it."""
-        tier = registry.per_loop(self._loop_key, self._async_tier, aclose_tier)
+        tier = self.async_tier()
         started = time.perf_counter()
         try:
             return await tier.execute(request)
         finally:
             self.metrics.record_latency("l2", operation_of(request), time.perf_counter() - started)
 
+    def async_tier(self) -> AsyncTier:
+        """Return the async tier of the running event loop (made on first use)."""
+        return registry.per_loop(self._loop_key, self._async_tier, aclose_tier)
+
     def _async_tier(self) -> AsyncTier:
-        assert self.assembly.topology is not None
-        assert self.assembly.breaker is not None
-        return async_tier_for(
-            self.assembly.topology, self.assembly.breaker, self.assembly.breaker_for
-        )
+        return async_tier_for(self.assembly)
 
     @property
     def sync_executor(self) -> Callable[[Request], object] | None:
@@ -99,6 +104,9 @@ class Backbone:
 
     def log_failure(self, operation: str, error: CacheError) -> None:
         """Log a failure, at most once per kind every few seconds (no flooding)."""
+        if self.options.LOG_IGNORED_EXCEPTIONS:  # every one, as django-redis does
+            logger.error("Exception ignored", exc_info=error)
+            return
         kind = type(error).__name__
         now = time.monotonic()
         if now - self._last_logged.get(kind, -_LOG_EVERY) < _LOG_EVERY:
@@ -131,6 +139,8 @@ def signing_keys(options: BackendOptions) -> tuple[str, ...]:
 def _serializer(options: BackendOptions, keys: tuple[str, ...]) -> Serializer:
     factory = import_string(options.SERIALIZER)
     serializer: Serializer = factory(keys[0], keys[1:])
+    if options.COMPRESSOR:  # each value names its algorithm: any of them reads back
+        return CompressingSerializer(serializer, options.COMPRESSOR, options.COMPRESS_MIN_BYTES)
     return serializer
 
 

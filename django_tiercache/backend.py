@@ -15,11 +15,12 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, default_key_func
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, default_key_func
 from django.core.exceptions import ImproperlyConfigured
 from returns.result import Failure, Result, Success
 
 from django_tiercache.backbone import Backbone, backbone_for
+from django_tiercache.extended import DjangoRedisAPI
 from django_tiercache.inspection import KeyInspection, inspect_key
 from django_tiercache.metrics import AliasMetrics
 from django_tiercache.options import BackendOptions, parse_options
@@ -44,19 +45,22 @@ _MAYBE_WARN = re.compile(r"[\x00-\x20\x7f]")
 _MEMCACHE_MAX_KEY_LENGTH = 250
 
 
-def _alias_of(location: str, params: Mapping[str, Any]) -> str:
+def _alias_of(location: object, params: Mapping[str, Any]) -> str:
     """Return the CACHES alias whose settings built this backend (Django doesn't say)."""
     for alias, conf in getattr(settings, "CACHES", {}).items():
         rest = {k: v for k, v in conf.items() if k not in ("BACKEND", "LOCATION")}
         if conf.get("LOCATION", "") == location and rest == dict(params):
             return str(alias)
-    return location or "memory"
+    return str(location) if location else "memory"
 
 
-class TieredCache(BaseCache):
-    """A Django cache: in-process L1 ahead of Redis, failing open when Redis fails."""
+class TieredCache(DjangoRedisAPI):
+    """A Django cache: in-process L1 ahead of Redis, failing open when Redis fails.
 
-    def __init__(self, server: str, params: dict[str, Any]) -> None:
+    Django's cache API plus django-redis's extended one (see `DjangoRedisAPI`).
+    """
+
+    def __init__(self, server: str | list[str], params: dict[str, Any]) -> None:
         super().__init__(params)
         # Nothing else is built until first use: Django builds every cache before the
         # system checks run, and a bad setting must reach the user as a check message.
@@ -257,20 +261,20 @@ class TieredCache(BaseCache):
         value: Any,
         timeout: Timeout,
         version: int | None,
+        *,
         only_if_absent: bool = False,
+        only_if_present: bool = False,
     ) -> Flow[bool]:
         full, namespace = self._resolve(key, version)
         seconds = self.get_backend_timeout(timeout)
+        condition = {"only_if_absent": only_if_absent, "only_if_present": only_if_present}
         if seconds != 0:
-            return (
-                yield from self._policy.set(
-                    full, namespace, value, seconds, only_if_absent=only_if_absent
-                )
-            )
-        # Timeout 0 means "expired at once": nothing stays. `add` still reports whether
-        # the key was free, as Django's backends do, and leaves a taken key alone.
-        if only_if_absent:
-            stored = yield from self._policy.set(full, namespace, value, 1, only_if_absent=True)
+            return (yield from self._policy.set(full, namespace, value, seconds, **condition))
+        # Timeout 0 means "expired at once": nothing stays, but `add` (and nx/xx) still
+        # report whether the condition held, as Django's Redis backend does; a value the
+        # condition kept out stays as it was.
+        if only_if_absent or only_if_present:
+            stored = yield from self._policy.set(full, namespace, value, 1, **condition)
             if not (isinstance(stored, Success) and stored.unwrap()):
                 return stored
         removed = yield from self._policy.delete([full], namespace)
@@ -302,9 +306,6 @@ class TieredCache(BaseCache):
 
     def _has_key(self, key: Any, version: int | None) -> Flow[bool]:
         return self._policy.exists(*self._resolve(key, version))
-
-    def _incr(self, key: Any, delta: int, version: int | None) -> Flow[int | None]:
-        return self._policy.increment(*self._resolve(key, version), delta, must_exist=True)
 
     def _set_many(
         self, data: Mapping[Any, Any], timeout: Timeout, version: int | None
@@ -340,16 +341,30 @@ class TieredCache(BaseCache):
         value = self._settle(found, "get", MISSING)
         return default if value is MISSING else value
 
-    def set(
-        self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> None:
-        self._settle(drive(self._set(key, value, timeout, version), self._sync), "set", False)
+    def set(  # type: ignore[override]  # returns a bool, as django-redis's does
+        self,
+        key: Any,
+        value: Any,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> bool:
+        """Store `value`; with `nx` only if `key` is absent, `xx` only if present (django-redis).
+
+        Return whether it was stored (Django's API returns None; django-redis a bool).
+        """
+        flow = self._set(key, value, timeout, version, only_if_absent=nx, only_if_present=xx)
+        return self._settle(drive(flow, self._sync), "set", False)
 
     def add(
         self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
     ) -> bool:
         return self._settle(
-            drive(self._set(key, value, timeout, version, True), self._sync), "add", False
+            drive(self._set(key, value, timeout, version, only_if_absent=True), self._sync),
+            "add",
+            False,
         )
 
     def touch(
@@ -366,9 +381,17 @@ class TieredCache(BaseCache):
     def has_key(self, key: Any, version: int | None = None) -> bool:
         return self._settle(drive(self._has_key(key, version), self._sync), "has_key", False)
 
-    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        total = self._settle(drive(self._incr(key, delta, version), self._sync), "incr", None)
-        return self._incremented(total, key)
+    def incr(
+        self,
+        key: Any,
+        delta: int = 1,
+        version: int | None = None,
+        *,
+        ignore_key_check: bool = False,
+    ) -> int:
+        """Add `delta`; a missing key raises ValueError unless `ignore_key_check` (then 0)."""
+        flow = self._incr(key, delta, version, not ignore_key_check)
+        return self._incremented(self._settle(drive(flow, self._sync), "incr", None), key)
 
     def set_many(
         self,
@@ -387,9 +410,6 @@ class TieredCache(BaseCache):
     def clear(self) -> None:
         self._settle(drive(self._clear(), self._sync), "clear", 0)
 
-    def close(self, **kwargs: Any) -> None:
-        """Keep the shared pool open: Django calls this after every request."""
-
     # -- the native async API --------------------------------------------------------
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
@@ -397,18 +417,27 @@ class TieredCache(BaseCache):
         value = self._settle(found, "get", MISSING)
         return default if value is MISSING else value
 
-    async def aset(
-        self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> None:
-        self._settle(
-            await drive_async(self._set(key, value, timeout, version), self._async), "set", False
-        )
+    async def aset(  # type: ignore[override]  # returns a bool, as django-redis's does
+        self,
+        key: Any,
+        value: Any,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        *,
+        nx: bool = False,
+        xx: bool = False,
+    ) -> bool:
+        """Store `value`; with `nx` only if `key` is absent, `xx` only if present; stored?"""
+        flow = self._set(key, value, timeout, version, only_if_absent=nx, only_if_present=xx)
+        return self._settle(await drive_async(flow, self._async), "set", False)
 
     async def aadd(
         self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
     ) -> bool:
         return self._settle(
-            await drive_async(self._set(key, value, timeout, version, True), self._async),
+            await drive_async(
+                self._set(key, value, timeout, version, only_if_absent=True), self._async
+            ),
             "add",
             False,
         )
@@ -435,11 +464,19 @@ class TieredCache(BaseCache):
             await drive_async(self._has_key(key, version), self._async), "has_key", False
         )
 
-    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        total = self._settle(
-            await drive_async(self._incr(key, delta, version), self._async), "incr", None
+    async def aincr(
+        self,
+        key: Any,
+        delta: int = 1,
+        version: int | None = None,
+        *,
+        ignore_key_check: bool = False,
+    ) -> int:
+        """Add `delta`; a missing key raises ValueError unless `ignore_key_check` (then 0)."""
+        flow = self._incr(key, delta, version, not ignore_key_check)
+        return self._incremented(
+            self._settle(await drive_async(flow, self._async), "incr", None), key
         )
-        return self._incremented(total, key)
 
     async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         return await self.aincr(key, -delta, version)
@@ -465,14 +502,12 @@ class TieredCache(BaseCache):
     async def aclear(self) -> None:
         self._settle(await drive_async(self._clear(), self._async), "clear", 0)
 
-    async def aclose(self, **kwargs: Any) -> None:
-        """Keep the shared pools open: Django calls this after every request."""
-
-    @property
+    # Cached: every call, an L1 hit included, hands its driver the executor.
+    @cached_property
     def _sync(self) -> Callable[..., object] | None:
         return self._backbone.sync_executor
 
-    @property
+    @cached_property
     def _async(self) -> Callable[..., Any] | None:
         return self._backbone.async_executor
 

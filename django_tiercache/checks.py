@@ -12,6 +12,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from django_tiercache.compat import Finding, locations, primary_location, translate
 from django_tiercache.conf import APP_DEFAULTS, MIDDLEWARE_PATH, AppSettings
 from django_tiercache.contract import is_tiered_backend
 from django_tiercache.options import (
@@ -21,6 +22,7 @@ from django_tiercache.options import (
     parse_options,
 )
 from tiercache import CacheOptions
+from tiercache.bus import LocalBus
 
 __all__ = ["TAG", "check_app_settings", "check_caches", "check_middleware", "register"]
 
@@ -43,6 +45,8 @@ def register() -> None:
     checks.register(check_caches, checks.Tags.caches, TAG)
     checks.register(check_app_settings, TAG)
     checks.register(check_middleware, TAG)
+    # A deployment check: it builds each cache, which asks its Redis once.
+    checks.register(check_invalidation, TAG, deploy=True)
 
 
 def check_caches(
@@ -64,16 +68,47 @@ def check_caches(
             )
         )
     for alias, config in tiered.items():
-        messages += _check_location(alias, config.get("LOCATION"))
-        topology = _check_topology(alias, config)
-        raw = config.get("OPTIONS")
+        location, raw = config.get("LOCATION"), config.get("OPTIONS")
+        messages += _check_locations(alias, location)
+        if isinstance(raw, Mapping):
+            # Settings copied from django-redis: its OPTIONS translated (see compat).
+            settled = translate(location, raw, OPTION_DEFAULTS)
+            messages += _compat_messages(alias, settled.findings)
+            raw = settled.options
+        if len(locations(location)) > 1:
+            location = primary_location(location)[0]
+        topology = _check_topology(alias, {"LOCATION": location, "OPTIONS": raw})
         if topology and isinstance(raw, Mapping):  # named once, by E006
             raw = {key: value for key, value in raw.items() if key not in _TOPOLOGY_KEYS}
         messages += topology
-        options = _check_options(alias, config.get("LOCATION"), raw, messages)
+        options = _check_options(alias, location, raw, messages)
         if options is not None:
             messages += _check_option_values(alias, options, config)
     return messages
+
+
+def _check_locations(alias: str, location: object) -> list[checks.CheckMessage]:
+    """Check a LOCATION: one URL, or django-redis's list of them (the first is used)."""
+    if isinstance(location, list | tuple) or (isinstance(location, str) and "," in location):
+        primary, others = primary_location(location)
+        for url in [primary, *others]:
+            if found := _check_location(alias, url):
+                return found
+        if all(other == primary for other in others):
+            return []
+        return _compat_messages(
+            alias,
+            [
+                Finding(
+                    "info",
+                    "LOCATION",
+                    f"LOCATION lists {len(others) + 1} servers; tiercache uses the first "
+                    "as the primary and never reads from replicas.",
+                    "Give one URL.",
+                )
+            ],
+        )
+    return _check_location(alias, location)
 
 
 def _check_location(alias: str, location: object) -> list[checks.CheckMessage]:
@@ -125,6 +160,27 @@ def _check_topology(alias: str, config: Mapping[str, Any]) -> list[checks.CheckM
         checks.Error(
             f"Cache {alias!r}: {problem}.", hint=hint, obj=alias, id="django_tiercache.E006"
         )
+    ]
+
+
+def _compat_messages(alias: str, findings: Sequence[Finding]) -> list[checks.CheckMessage]:
+    """Return what the checks say about the django-redis settings of `alias`."""
+    docs = "See docs/migrating-from-django-redis.md."
+    return [
+        checks.Info(
+            f"Cache {alias!r}: {finding.message}",
+            hint=" ".join(filter(None, [finding.hint, docs])),
+            obj=alias,
+            id="django_tiercache.I010",
+        )
+        if finding.level == "info"
+        else checks.Error(
+            f"Cache {alias!r}: {finding.message}",
+            hint=" ".join(filter(None, [finding.hint, docs])),
+            obj=alias,
+            id="django_tiercache.E010",
+        )
+        for finding in findings
     ]
 
 
@@ -200,7 +256,7 @@ def _check_option_values(
                 id="django_tiercache.W002",
             )
         )
-    if l1_on and not core.invalidation:
+    if l1_on and core.invalidation_mode == "off":
         messages.append(
             checks.Warning(
                 f"Cache {alias!r}: L1 is on but INVALIDATION is off.",
@@ -228,6 +284,36 @@ def _check_option_values(
                 id="django_tiercache.W004",
             )
         )
+    return messages
+
+
+def check_invalidation(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Warn about caches whose Redis refused tracking, so that broadcast is used."""
+    from django.core.cache import caches
+
+    messages: list[checks.CheckMessage] = []
+    for alias, config in settings.CACHES.items():
+        if not is_tiered_backend(config.get("BACKEND")):
+            continue
+        try:
+            bus = getattr(caches[alias], "bus", None)  # builds the cache: it asks Redis once
+        except Exception:  # E001..E006 report a cache that cannot be built
+            continue
+        if isinstance(bus, LocalBus) and bus.requested == "tracking" and bus.mode == "broadcast":
+            messages.append(
+                checks.Warning(
+                    f"Cache {alias!r}: Redis at {bus.location} refuses CLIENT TRACKING, so "
+                    "invalidation falls back to broadcast: every write is published to "
+                    "every process.",
+                    hint="Allow the CLIENT command for the cache's user (ACL), or use a server "
+                    "that supports tracking (Redis >= 6, Valkey, ElastiCache, Memorystore); "
+                    "or set OPTIONS['INVALIDATION'] = 'broadcast' to say this is intended.",
+                    obj=alias,
+                    id="django_tiercache.W007",
+                )
+            )
     return messages
 
 

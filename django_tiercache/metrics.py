@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from returns.result import Failure, Success
 
@@ -160,6 +161,14 @@ class SiteView:
     reset_at: float | None = None
 
 
+class _Shard(NamedTuple):
+    """The counts one thread made outside requests, and how much of them is folded."""
+
+    counts: dict[_Event, int]
+    seen: dict[_Event, int]
+    thread: threading.Thread
+
+
 class AliasMetrics:
     """The process-wide metrics of one cache alias; implements `CacheMetricsProtocol`.
 
@@ -186,9 +195,10 @@ class AliasMetrics:
         self._pending: Counter[str] = Counter()  # not yet added into the store
         self._events_seen: dict[str, int] = {}  # the probe's totals at the last push
         # Counts made outside requests land in a per-thread shard that only its thread
-        # writes (no lock on the hot path); readers fold what is new in each shard.
+        # writes (no lock on the hot path); readers fold what is new in each shard, and
+        # drop the shards of threads that have ended once their counts are folded.
         self._local = threading.local()
-        self._shards: list[tuple[dict[_Event, int], dict[_Event, int]]] = []
+        self._shards: list[_Shard] = []
         self._push_lock = threading.Lock()
         self._next_push = timer() + push_interval
         self._epoch = ""  # the store's reset epoch our pending deltas belong to
@@ -240,18 +250,24 @@ class AliasMetrics:
         except AttributeError:
             shard = self._local.shard = {}
             with self._lock:
-                self._shards.append((shard, {}))
+                self._shards.append(_Shard(shard, {}, threading.current_thread()))
+            self._fold()  # a new thread: a good time to drop the shards of ended ones
         shard[event] = shard.get(event, 0) + amount
 
     def _fold(self) -> None:
         """Move what the per-thread shards counted since the last fold into the totals."""
         news: Counter[_Event] = Counter()
         with self._lock:
-            for shard, seen in self._shards:
-                for event, count in shard.copy().items():  # dict.copy is atomic
-                    if count != seen.get(event, 0):
-                        news[event] += count - seen.get(event, 0)
-                        seen[event] = count
+            live: list[_Shard] = []
+            for shard in self._shards:
+                ended = not shard.thread.is_alive()  # before reading: no count comes later
+                for event, count in shard.counts.copy().items():  # dict.copy is atomic
+                    if count != shard.seen.get(event, 0):
+                        news[event] += count - shard.seen.get(event, 0)
+                        shard.seen[event] = count
+                if not ended:
+                    live.append(shard)
+            self._shards = live
         if news:
             self._add(_fields(news, view=None))
 
@@ -472,6 +488,8 @@ def operation_of(request: commands.Request) -> str:
     """Return the label of a Redis request: its command or script name, or "pipeline"."""
     if isinstance(request, list):
         return "pipeline"
+    if isinstance(request, commands.Fill):  # a tracked read, after its write if any
+        request = request.write or request.command
     name = str(request[0]).lower()
     if name == "evalsha":
         return _SCRIPT_NAMES.get(str(request[1]), "script")

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from django_tiercache.compat import locations, translate
 from tiercache import CacheOptions
 
 __all__ = [
@@ -61,6 +62,12 @@ class BackendOptions:
     SERIALIZER: str = "django_tiercache.serializers.SignedPickleSerializer"
     #: Key that signs pickles (None: settings.SECRET_KEY, verifying SECRET_KEY_FALLBACKS too).
     SIGNING_KEY: str | None = None
+    #: Compress values of at least COMPRESS_MIN_BYTES: "zlib", "gzip", "lzma", "lz4", "zstd".
+    COMPRESSOR: str | None = None
+    COMPRESS_MIN_BYTES: int = 1024
+    #: Log every Redis failure answered as a miss at ERROR ("Exception ignored", as
+    #: django-redis does), instead of one warning per kind of failure every few seconds.
+    LOG_IGNORED_EXCEPTIONS: bool = False
     #: get_or_set: a Redis lock makes one process in the fleet compute a missing value.
     GET_OR_SET_LOCK: bool = False
     #: get_or_set: after its timeout, serve a value this many seconds more while one
@@ -122,15 +129,19 @@ def location_problem(location: object) -> str | None:
 def parse_options(alias: str, location: object, options: object) -> BackendOptions:
     """Return the parsed entry, or raise `ImproperlyConfigured` naming the bad setting."""
     where = f"CACHES[{alias!r}]"
-    problem = location_problem(location)
-    if problem is not None:
-        raise ImproperlyConfigured(
-            f"{where}['LOCATION'] is not a Redis URL: {problem}. "
-            'Use e.g. "redis://127.0.0.1:6379/0" (or rediss://, unix://).'
-        )
+    for each in locations(location):  # django-redis allows a list: the first is used
+        problem = location_problem(each)
+        if problem is not None:
+            raise ImproperlyConfigured(
+                f"{where}['LOCATION'] is not a Redis URL: {problem}. "
+                'Use e.g. "redis://127.0.0.1:6379/0" (or rediss://, unix://).'
+            )
     if options is not None and not isinstance(options, Mapping):
         raise ImproperlyConfigured(f"{where}['OPTIONS'] must be a dict, not {options!r}.")
-    given = dict(options or {})
+    # Settings copied from django-redis: its OPTIONS and PASSWORD translated (see compat;
+    # what cannot work is dropped here and reported by the system checks).
+    settled = translate(location, options, OPTION_DEFAULTS)
+    given = settled.options
     unknown = sorted(set(given) - set(OPTION_DEFAULTS))
     if unknown:
         raise ImproperlyConfigured(
@@ -138,8 +149,7 @@ def parse_options(alias: str, location: object, options: object) -> BackendOptio
             f"Known keys: {', '.join(OPTION_DEFAULTS)}."
         )
     values = {name: _converted(where, name, value) for name, value in given.items()}
-    url = location.strip() if isinstance(location, str) else ""
-    core: dict[str, object] = {"url": url or None}
+    core: dict[str, object] = {"url": settled.location or None}
     for name, f in _CORE.items():
         core[f.name] = values.get(name, OPTION_DEFAULTS[name])
     try:

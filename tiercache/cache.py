@@ -126,7 +126,7 @@ class TieredCache(_Shell):
         topology = self._assembly.topology
         if topology is not None:
             assert self.breaker is not None
-            self._tier = tier_for(topology, self.breaker, self._assembly.breaker_for)
+            self._tier = tier_for(self._assembly)
 
     def _execute(self, request: Request) -> object:
         assert self._tier is not None
@@ -246,7 +246,7 @@ class AsyncTieredCache(_Shell):
         topology = self._assembly.topology
         assert topology is not None
         assert self.breaker is not None
-        return async_tier_for(topology, self.breaker, self._assembly.breaker_for)
+        return async_tier_for(self._assembly)
 
     async def _execute(self, request: Request) -> object:
         tier = registry.per_loop(self._loop_key, self._make_tier, aclose_tier)

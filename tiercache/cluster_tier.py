@@ -1,7 +1,7 @@
 """The L2 tier on a Redis Cluster: the policy's requests, grouped by node, one round trip each.
 
 The policy yields the same requests on every topology. Here a command over many keys
-(MGET, UNLINK, a batch script) is split by slot, each part goes to the node redis-py
+(MGET, UNLINK, DEL, EXISTS) is split by key, each part goes to the node redis-py
 says owns it (`RedisCluster.get_node_from_key`), and each node gets one pipelined
 write on a connection of redis-py's pool for that node: every node is written to
 before any is read, so a batch costs one round trip whichever the number of nodes.
@@ -19,18 +19,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio.cluster
 import redis.exceptions as rex
 from redis.cluster import RedisCluster
 
 from tiercache.breaker import CircuitBreaker
-from tiercache.commands import SCRIPTS, Command, Request
+from tiercache.commands import SCRIPTS, Command, Fill, Request
 from tiercache.errors import CacheError, CacheUnavailable, CircuitOpen
 from tiercache.redis_tier import AsyncRedisTier, RedisTier, error_from
-from tiercache.topology import Topology
 from tiercache.topology_cluster import ClusterTopology
+
+if TYPE_CHECKING:
+    from tiercache.composite import Assembly
 
 __all__ = [
     "AsyncClusterTier",
@@ -72,52 +74,15 @@ def _total(replies: list[object]) -> object:
     return sum(reply for reply in replies if isinstance(reply, int))
 
 
-def _split(command: Command, slot_of: Callable[[Any], int]) -> _Part:
-    """Return `command` as commands that each stay in one slot."""
+def _split(command: Command) -> _Part:
+    """Return `command` as commands that each name one key (so one slot)."""
     name = str(command[0]).upper()
     keys = list(command[1:])
     if name == "MGET":
         return _Part([("GET", key) for key in keys], list, read=True)
     if name in _COUNTED and len(keys) > 1:
         return _Part([(name, key) for key in keys], _total)
-    if name == "EVALSHA" and int(command[2]) > 1:
-        return _split_script(command, slot_of)
     return _Part([command], _first)
-
-
-def _split_script(command: Command, slot_of: Callable[[Any], int]) -> _Part:
-    """Split a batch script by slot; its replies are summed, or put back in key order."""
-    sha, count = command[1], int(command[2])
-    keys, argv = list(command[3 : 3 + count]), list(command[3 + count :])
-    per_key = SCRIPTS[str(sha)].per_key_args
-    shared = argv[count:] if per_key else argv
-    groups: dict[int, list[int]] = {}
-    for position, key in enumerate(keys):
-        groups.setdefault(slot_of(key), []).append(position)
-    order = list(groups.values())
-    commands: list[Command] = [
-        (
-            "EVALSHA",
-            sha,
-            len(positions),
-            *[keys[i] for i in positions],
-            *([argv[i] for i in positions] if per_key else []),
-            *shared,
-        )
-        for positions in order
-    ]
-
-    def fold(replies: list[object]) -> object:
-        if all(isinstance(reply, int) for reply in replies):
-            return _total(replies)
-        out: list[object] = [None] * count
-        for positions, reply in zip(order, replies, strict=True):
-            values = reply if isinstance(reply, list) else []
-            for position, value in zip(positions, values, strict=False):
-                out[position] = value
-        return out
-
-    return _Part(commands, fold)
 
 
 def _key_of(command: Command) -> object | None:
@@ -184,7 +149,7 @@ class _Plan:
     """The commands of one request, split by slot, with the node of each."""
 
     def __init__(self, commands: Sequence[Command], client: Any) -> None:
-        self.parts = [_split(c, client.keyslot) for c in commands]
+        self.parts = [_split(c) for c in commands]
         self.flat = [c for part in self.parts for c in part.commands]
         default = None
         self.nodes: list[Any] = []
@@ -238,6 +203,11 @@ class ClusterTier:
         self._lock = threading.Lock()
         topology.watch()
 
+    @property
+    def client(self) -> RedisCluster:
+        """Return the redis-py cluster client (django-redis's `get_client`)."""
+        return self._cluster()
+
     def _cluster(self) -> RedisCluster:
         with self._lock:
             if self._client is None:
@@ -249,7 +219,13 @@ class ClusterTier:
             return self._client
 
     def execute(self, request: Request) -> object:
-        """Run one command or a pipeline; raise `CacheError` on trouble."""
+        """Run one command or a pipeline; raise `CacheError` on trouble.
+
+        A `Fill` (a tracked read) is answered untracked: a cluster is told through
+        broadcast, and L1 then keeps only what a plain read says.
+        """
+        if isinstance(request, Fill):
+            return self.execute(request.write or request.command), False
         commands = [request] if isinstance(request, tuple) else request
         try:
             client = self._cluster()
@@ -365,6 +341,11 @@ class AsyncClusterTier:
         self._generation: int | None = None
         topology.watch()
 
+    @property
+    def client(self) -> redis.asyncio.cluster.RedisCluster:
+        """Return the redis-py asyncio cluster client (django-redis's `aget_client`)."""
+        return self._client
+
     async def _cluster(self) -> redis.asyncio.cluster.RedisCluster:
         client = self._client
         if self._generation is None:
@@ -375,7 +356,9 @@ class AsyncClusterTier:
         return client
 
     async def execute(self, request: Request) -> object:
-        """Run one command or a pipeline; raise `CacheError` on trouble."""
+        """Run one command or a pipeline; raise `CacheError` on trouble (see `ClusterTier`)."""
+        if isinstance(request, Fill):
+            return await self.execute(request.write or request.command), False
         commands = [request] if isinstance(request, tuple) else request
         try:
             client = await self._cluster()
@@ -485,22 +468,24 @@ SyncTier = RedisTier | ClusterTier
 AsyncTier = AsyncRedisTier | AsyncClusterTier
 
 
-def tier_for(
-    topology: Topology | ClusterTopology, breaker: CircuitBreaker, breaker_for: BreakerFor
-) -> SyncTier:
-    """Return the sync L2 tier of `topology` (`breaker_for(node)`: a cluster node's breaker)."""
+def tier_for(assembly: Assembly) -> SyncTier:
+    """Return the sync L2 tier of an assembled cache, for its topology."""
+    topology, breaker = assembly.topology, assembly.breaker
+    assert topology is not None
+    assert breaker is not None
     if isinstance(topology, ClusterTopology):
-        return ClusterTier(topology, breaker_for)
-    return RedisTier(topology, breaker)
+        return ClusterTier(topology, assembly.breaker_for)
+    return RedisTier(topology, breaker, assembly.bus.tracking)
 
 
-def async_tier_for(
-    topology: Topology | ClusterTopology, breaker: CircuitBreaker, breaker_for: BreakerFor
-) -> AsyncTier:
-    """Return an asyncio L2 tier of `topology`, for the running event loop only."""
+def async_tier_for(assembly: Assembly) -> AsyncTier:
+    """Return an asyncio L2 tier of an assembled cache, for the running event loop only."""
+    topology, breaker = assembly.topology, assembly.breaker
+    assert topology is not None
+    assert breaker is not None
     if isinstance(topology, ClusterTopology):
-        return AsyncClusterTier(topology, breaker_for)
-    return AsyncRedisTier(topology, breaker)
+        return AsyncClusterTier(topology, assembly.breaker_for)
+    return AsyncRedisTier(topology, breaker, assembly.bus.tracking)
 
 
 async def aclose_tier(tier: AsyncTier) -> None:

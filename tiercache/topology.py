@@ -21,21 +21,13 @@ from tiercache.settings import RedisSettings
 if TYPE_CHECKING:
     from tiercache.topology_cluster import ClusterTopology
 
-__all__ = ["StandaloneTopology", "Topology", "client_options", "make_topology"]
+__all__ = ["Nodes", "StandaloneTopology", "Topology", "client_options", "make_topology"]
 
 
-class Topology(Protocol):
-    """The Redis nodes of one cache, and how to reach them."""
+class Nodes(Protocol):
+    """The Redis nodes of one cache, on any topology (Cluster included)."""
 
     settings: RedisSettings
-
-    def sync_client(self) -> redis.Redis:
-        """Return a new client for ordinary commands (its pool bounded by max_connections)."""
-        ...
-
-    def async_client(self) -> redis.asyncio.Redis:
-        """Return a new asyncio client; bind it to one event loop only."""
-        ...
 
     def node_of(self, key: str) -> str:
         """Return the address of the node that holds `key`."""
@@ -51,6 +43,18 @@ class Topology(Protocol):
 
     def on_change(self, callback: Callable[[set[str]], None]) -> None:
         """Call `callback` with the nodes that stopped vouching for their keys."""
+        ...
+
+
+class Topology(Nodes, Protocol):
+    """A topology whose commands all go through one `redis.Redis` (standalone, Sentinel)."""
+
+    def sync_client(self) -> redis.Redis:
+        """Return a new client for ordinary commands (its pool bounded by max_connections)."""
+        ...
+
+    def async_client(self) -> redis.asyncio.Redis:
+        """Return a new asyncio client; bind it to one event loop only."""
         ...
 
 

@@ -23,7 +23,11 @@ from redis.connection import parse_url
 from tiercache.settings import RedisSettings
 from tiercache.topology import client_options
 
-__all__ = ["ClusterTopology"]
+__all__ = ["ANY_NODE", "ClusterTopology"]
+
+#: `open_connection(ANY_NODE)`: a node that answers, whichever (for broadcast, which
+#: classic PUBLISH spreads to every node).
+ANY_NODE = "any"
 
 #: After a node failed, look at the slot map this often (seconds), for this long: a
 #: replica takes over within about twice cluster-node-timeout.
@@ -94,6 +98,8 @@ class ClusterTopology:
 
     def open_connection(self, node: str) -> redis.Connection:
         """Return a new, unconnected RESP2 connection to `node` that the caller owns."""
+        if node == ANY_NODE:
+            node = self._any_node()
         host, _, port = node.rpartition(":")
         kwargs = {**self._kwargs, **client_options(self.settings)}
         connection_class = redis.SSLConnection if kwargs.pop("ssl", False) else redis.Connection
@@ -101,6 +107,13 @@ class ClusterTopology:
             host=host, port=int(port), protocol=2, **kwargs
         )
         return connection
+
+    def _any_node(self) -> str:
+        """Return a node redis-py knows, a different one at each call (the seed if none)."""
+        try:
+            return str(self._shared().get_random_node().name)
+        except (rex.RedisError, rex.RedisClusterException, OSError):
+            return self.seed
 
     def on_change(self, callback: Callable[[set[str]], None]) -> None:
         """Call `callback` with the nodes that lost slots (failed over, resharded)."""

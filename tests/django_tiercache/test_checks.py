@@ -14,6 +14,7 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from tests.django_tiercache.django_setup import tiered_caches
+from tests.redis_server import RedisServer
 
 BACKEND = "django_tiercache.backend.TieredCache"
 
@@ -46,7 +47,7 @@ def test_the_test_settings_pass_every_check(redis_url: str) -> None:
         "redis://",
         "redis://127.0.0.1:notaport/0",
         "redis://a:6379,b:6379/0",
-        ["redis://127.0.0.1:6379/0"],
+        ["redis://127.0.0.1:6379/0", "127.0.0.1:6380"],
         "not-a-url://x",
         "redis://127.0.0.1:6379/zero",
     ],
@@ -86,10 +87,11 @@ def test_an_unknown_option_is_an_error_that_suggests_the_right_key() -> None:
     assert "Did you mean 'L1_MAXSIZE'?" in str(message.hint)
 
 
-def test_django_redis_lower_case_options_are_unknown() -> None:
-    assert (
-        _ids(CACHES=_cache(OPTIONS={"db": 1, "CLIENT_CLASS": "x"})) == ["django_tiercache.E002"] * 2
-    )
+def test_lower_case_options_are_unknown_and_a_foreign_client_class_is_refused() -> None:
+    assert _ids(CACHES=_cache(OPTIONS={"db": 1, "CLIENT_CLASS": "x"})) == [
+        "django_tiercache.E010",
+        "django_tiercache.E002",
+    ]
 
 
 def test_an_option_of_the_wrong_type_is_an_error() -> None:
@@ -252,3 +254,36 @@ def test_a_topology_that_does_not_fit_is_named(options: dict[str, Any]) -> None:
 
 def test_a_standalone_location_has_no_topology_error() -> None:
     assert "django_tiercache.E006" not in _ids(CACHES=_cache("redis://127.0.0.1:6379/3"))
+
+
+def test_a_url_option_redis_py_refuses_raises_an_error_naming_the_setting_on_use() -> None:
+    with (
+        override_settings(CACHES=_cache("redis://:pw@127.0.0.1:1/0?socket_timeout=abc")),
+        pytest.raises(ImproperlyConfigured, match=r"CACHES\['default'\]\['LOCATION'\]") as raised,
+    ):
+        caches["default"].get("user:1")
+
+    assert "socket_timeout" in str(raised.value)
+    assert "pw" not in str(raised.value)
+
+
+def test_a_redis_refusing_tracking_is_a_deploy_warning_naming_broadcast() -> None:
+    with RedisServer("--rename-command", "CLIENT", '""') as server:
+        config = {"BACKEND": "django_tiercache.backend.TieredCache", "LOCATION": server.url}
+        with override_settings(CACHES={"default": config}):
+            found = [
+                message
+                for message in run_checks(include_deployment_checks=True)
+                if message.id == "django_tiercache.W007"
+            ]
+            assert len(found) == 1
+            assert "broadcast" in found[0].msg
+            assert found[0].hint
+            caches["default"].close()
+
+
+def test_a_redis_with_tracking_raises_no_tracking_warning(redis_url: str) -> None:
+    config = {"BACKEND": "django_tiercache.backend.TieredCache", "LOCATION": redis_url}
+    with override_settings(CACHES={"default": config}):
+        ids = [m.id for m in run_checks(include_deployment_checks=True)]
+        assert "django_tiercache.W007" not in ids

@@ -102,10 +102,11 @@ def test_an_unknown_alias_is_refused() -> None:
         _run("stats", "--alias", "nope")
 
 
-def test_a_location_list_is_refused_by_the_metrics_as_by_the_checks(use_caches: Any) -> None:
+def test_a_bad_location_list_is_refused_by_the_metrics_as_by_the_checks(use_caches: Any) -> None:
     # One parser for every reader of the settings: the metrics never open a Redis
-    # connection for a LOCATION the system checks reject.
-    use_caches(["redis://127.0.0.1:6379/0"])
+    # connection for a LOCATION the system checks reject (django-redis's lists of URLs
+    # are accepted, but every entry must be one).
+    use_caches(["redis://127.0.0.1:6379/0", "127.0.0.1:6380"])
 
     with pytest.raises(ImproperlyConfigured, match="LOCATION"):
         metrics_for("default")  # the metrics live in the backbone, built from parsed options
