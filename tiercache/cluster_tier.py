@@ -50,6 +50,8 @@ _COUNTED = frozenset({"UNLINK", "DEL", "EXISTS", "TOUCH"})
 _PER_NODE = frozenset({"SCAN", "PING"})
 #: A SCAN cursor is the primary's index above these bits and its own cursor below.
 _CURSOR_BITS = 64
+#: What redis-py raises when a call fails (RedisClusterException is no RedisError).
+_FAILURES = (rex.RedisError, rex.RedisClusterException, OSError)
 #: Errors that say a node is unreachable or sick, not that a command was wrong.
 _OUTAGES = (rex.ConnectionError, rex.TimeoutError, OSError)
 
@@ -74,7 +76,7 @@ def _total(replies: list[object]) -> object:
     return sum(reply for reply in replies if isinstance(reply, int))
 
 
-def _split(command: Command) -> _Part:
+def _split(command: Command, slot_of: Callable[[Any], int]) -> _Part:
     """Return `command` as commands that each name one key (so one slot)."""
     name = str(command[0]).upper()
     keys = list(command[1:])
@@ -82,6 +84,11 @@ def _split(command: Command) -> _Part:
         return _Part([("GET", key) for key in keys], list, read=True)
     if name in _COUNTED and len(keys) > 1:
         return _Part([(name, key) for key in keys], _total)
+    if name == "MSET" and len(keys) > 2:  # one MSET per slot: atomic there, not across
+        by_slot: dict[int, list[Any]] = {}
+        for i in range(0, len(keys), 2):
+            by_slot.setdefault(slot_of(keys[i]), []).extend(keys[i : i + 2])
+        return _Part([("MSET", *pairs) for pairs in by_slot.values()], _first)
     return _Part([command], _first)
 
 
@@ -149,7 +156,7 @@ class _Plan:
     """The commands of one request, split by slot, with the node of each."""
 
     def __init__(self, commands: Sequence[Command], client: Any) -> None:
-        self.parts = [_split(c) for c in commands]
+        self.parts = [_split(c, client.keyslot) for c in commands]
         self.flat = [c for part in self.parts for c in part.commands]
         default = None
         self.nodes: list[Any] = []
@@ -160,6 +167,21 @@ class _Plan:
                 self.nodes.append(default)
             else:
                 self.nodes.append(client.get_node_from_key(key))
+
+    def phases(self) -> list[list[int]]:
+        """Return the commands in the order they may go: a PUBLISH after the writes.
+
+        The nodes answer in any order; an invalidation that overtook its write would
+        let another process re-read, and keep, the old value.
+        """
+        writes = [i for i, c in enumerate(self.flat) if str(c[0]).upper() != "PUBLISH"]
+        publishes = [i for i, c in enumerate(self.flat) if str(c[0]).upper() == "PUBLISH"]
+        return [phase for phase in (writes, publishes) if phase]
+
+    def with_sources(self, indices: Sequence[int]) -> None:
+        """Send the scripts at `indices` with their source next time (NOSCRIPT)."""
+        for i in indices:
+            self.flat[i] = _with_source(self.flat[i])
 
     def by_node(self, indices: Sequence[int]) -> dict[str, list[int]]:
         groups: dict[str, list[int]] = {}
@@ -229,7 +251,7 @@ class ClusterTier:
         commands = [request] if isinstance(request, tuple) else request
         try:
             client = self._cluster()
-        except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
+        except _FAILURES as exc:
             _raise(exc)
         replies: list[object] = []
         batch = [c for c in commands if str(c[0]).upper() not in _PER_NODE]
@@ -246,18 +268,21 @@ class ClusterTier:
 
     def _batch(self, client: RedisCluster, commands: list[Command]) -> list[object]:
         plan = _Plan(commands, client)
-        replies = self._send(plan, range(len(plan.flat)))
-        again = [i for i, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
-        if again:
-            plan.flat = [_with_source(c) if i in again else c for i, c in enumerate(plan.flat)]
-            for i, reply in zip(again, self._send(plan, again), strict=True):
+        replies: list[object] = [None] * len(plan.flat)
+        for phase in plan.phases():
+            for i, reply in zip(phase, self._send(plan, phase), strict=True):
                 replies[i] = reply
-        for i, reply in enumerate(replies):
-            if isinstance(reply, rex.MovedError | rex.AskError):  # not applied: safe to resend
-                try:
-                    replies[i] = client.execute_command(*plan.flat[i])
-                except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
-                    replies[i] = exc
+            again = [i for i in phase if isinstance(replies[i], rex.NoScriptError)]
+            if again:
+                plan.with_sources(again)
+                for i, reply in zip(again, self._send(plan, again), strict=True):
+                    replies[i] = reply
+            for i in phase:
+                if isinstance(replies[i], rex.MovedError | rex.AskError):  # not applied
+                    try:
+                        replies[i] = client.execute_command(*plan.flat[i])
+                    except _FAILURES as exc:
+                        replies[i] = exc
         return _folded(plan.parts, replies)
 
     def _send(self, plan: _Plan, indices: Sequence[int]) -> list[object]:
@@ -362,7 +387,7 @@ class AsyncClusterTier:
         commands = [request] if isinstance(request, tuple) else request
         try:
             client = await self._cluster()
-        except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
+        except _FAILURES as exc:
             _raise(exc)
         replies: list[object] = []
         batch = [c for c in commands if str(c[0]).upper() not in _PER_NODE]
@@ -379,18 +404,21 @@ class AsyncClusterTier:
 
     async def _batch(self, client: Any, commands: list[Command]) -> list[object]:
         plan = _Plan(commands, client)
-        replies = await self._send(plan, range(len(plan.flat)))
-        again = [i for i, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
-        if again:
-            plan.flat = [_with_source(c) if i in again else c for i, c in enumerate(plan.flat)]
-            for i, reply in zip(again, await self._send(plan, again), strict=True):
+        replies: list[object] = [None] * len(plan.flat)
+        for phase in plan.phases():
+            for i, reply in zip(phase, await self._send(plan, phase), strict=True):
                 replies[i] = reply
-        for i, reply in enumerate(replies):
-            if isinstance(reply, rex.MovedError | rex.AskError):  # not applied: safe to resend
-                try:
-                    replies[i] = await client.execute_command(*plan.flat[i])
-                except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
-                    replies[i] = exc
+            again = [i for i in phase if isinstance(replies[i], rex.NoScriptError)]
+            if again:
+                plan.with_sources(again)
+                for i, reply in zip(again, await self._send(plan, again), strict=True):
+                    replies[i] = reply
+            for i in phase:
+                if isinstance(replies[i], rex.MovedError | rex.AskError):  # not applied
+                    try:
+                        replies[i] = await client.execute_command(*plan.flat[i])
+                    except _FAILURES as exc:
+                        replies[i] = exc
         return _folded(plan.parts, replies)
 
     async def _send(self, plan: _Plan, indices: Sequence[int]) -> list[object]:

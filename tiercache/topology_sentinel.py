@@ -20,12 +20,7 @@ import redis.asyncio
 import redis.asyncio.sentinel
 import redis.exceptions as rex
 from redis.connection import parse_url
-from redis.sentinel import (
-    Sentinel,
-    SentinelConnectionPool,
-    SentinelManagedConnection,
-    SentinelManagedSSLConnection,
-)
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from tiercache.settings import RedisSettings
 from tiercache.topology import client_options
@@ -67,8 +62,8 @@ class SentinelTopology:
     def async_client(self) -> redis.asyncio.Redis:
         """Return an asyncio client of the current master; bind it to one event loop."""
         kwargs = dict(self._master_kwargs)
-        if kwargs.get("connection_class") is SentinelManagedSSLConnection:
-            kwargs["connection_class"] = redis.asyncio.sentinel.SentinelManagedSSLConnection
+        tls = kwargs["connection_class"] is _MasterSSLConnection
+        kwargs["connection_class"] = _AsyncMasterSSLConnection if tls else _AsyncMasterConnection
         sentinel = redis.asyncio.sentinel.Sentinel(
             list(self.settings.sentinels),
             # Each new master connection asks a Sentinel; redis.asyncio refuses a 101st.
@@ -101,7 +96,7 @@ class SentinelTopology:
         kwargs = {
             key: value for key, value in self._master_kwargs.items() if key != "connection_class"
         }
-        connection_class = self._master_kwargs.get("connection_class", SentinelManagedConnection)
+        connection_class = self._master_kwargs["connection_class"]
         connection: redis.Connection = connection_class(
             connection_pool=self._pool, **{**kwargs, "protocol": 2}
         )
@@ -160,12 +155,48 @@ def _watch(
         stopped.wait(interval)
 
 
+class _MasterConnection(SentinelManagedConnection):
+    """A connection that asks the Sentinels for the master however it (re)connects.
+
+    redis-py's own class does so only in `connect()`; a command sent on a closed
+    connection reconnects through `connect_check_health`, to the default localhost:6379.
+    """
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        """Find the master, then connect to it."""
+        if not self.is_connected:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(check_health, retry_socket_connect)
+
+
+class _MasterSSLConnection(_MasterConnection, redis.SSLConnection):
+    """The same over TLS."""
+
+
+class _AsyncMasterConnection(redis.asyncio.sentinel.SentinelManagedConnection):
+    """The asyncio twin of `_MasterConnection`."""
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        """Find the master, then connect to it."""
+        if not self.is_connected:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super().connect_check_health(check_health, retry_socket_connect)
+
+
+class _AsyncMasterSSLConnection(_AsyncMasterConnection, redis.asyncio.SSLConnection):
+    """The same over TLS."""
+
+
 def _master_kwargs(settings: RedisSettings) -> dict[str, Any]:
     """Return the keywords of connections to the master: the URL's credentials, db, TLS."""
     parsed = parse_url(settings.url)
     kwargs: dict[str, Any] = {
         key: value for key, value in parsed.items() if key not in ("host", "port")
     }
-    if kwargs.pop("connection_class", None) is redis.SSLConnection:
-        kwargs["connection_class"] = SentinelManagedSSLConnection
+    tls = kwargs.pop("connection_class", None) is redis.SSLConnection
+    kwargs["connection_class"] = _MasterSSLConnection if tls else _MasterConnection
     return {**kwargs, **client_options(settings)}

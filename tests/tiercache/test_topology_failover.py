@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import redis
 from returns.result import Result, Success
 
 from tests.redis_topology import RedisClusterServers, RedisSentinelServers, wait_until
@@ -145,5 +146,22 @@ def test_a_killed_sentinel_master_is_followed_to_the_promoted_replica(
         assert readers.escaped == []
         assert cache.get("user:1") == Success("after")
         assert promoted is not old
+    finally:
+        cache.close()
+
+
+def test_sentinel_connections_find_the_master_again_after_being_dropped(
+    redis_sentinel: RedisSentinelServers,
+) -> None:
+    # redis-py's Sentinel connection reconnects a dropped socket to localhost:6379 unless
+    # told otherwise; every connection of ours must go back to the master.
+    cache = TieredCache.from_url(redis_sentinel.url, sentinels=redis_sentinel.sentinels)
+    try:
+        assert isinstance(cache.set("user:1", "one"), Success)
+        with redis.Redis(port=redis_sentinel.master().port) as master:
+            master.client_kill_filter(_type="normal", skipme=True)
+            wait_until(_write_succeeds(cache, "user:2", "two"), "writes after the kill", STUCK)
+            assert master.get("tc:user:2") is not None
+        assert cache.get("user:1") == Success("one")
     finally:
         cache.close()
