@@ -8,9 +8,13 @@ are measured by `python -m benchmarks.failover`.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -19,6 +23,7 @@ from returns.result import Result, Success
 from tests.redis_topology import RedisClusterServers, RedisSentinelServers, wait_until
 from tiercache import AsyncTieredCache, CacheError, TieredCache
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Keys over many slots; the cache stores them as "tc:<key>".
 KEYS = [f"user:{i}" for i in range(60)]
 #: Longest we wait for a write to succeed again before calling the failover stuck.
@@ -53,6 +58,45 @@ class Readers:
             self._stop.set()
             for thread in self._threads:
                 thread.join()
+
+
+class OtherProcess:
+    """A process that holds a key in its L1 and says what it reads, when asked."""
+
+    def __init__(self, url: str, options: dict[str, Any], key: str) -> None:
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.tiercache.topology_worker",
+                url,
+                json.dumps(options),
+                key,
+            ],
+            cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def read(self) -> dict[str, Any]:
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._process.stdin.write("get\n")
+        self._process.stdin.flush()
+        answer: dict[str, Any] = json.loads(self._process.stdout.readline())
+        return answer
+
+    def sees(self, value: str) -> Callable[[], bool]:
+        return lambda: self.read()["value"] == value
+
+    def close(self) -> None:
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._process.stdin.write("quit\n")
+        self._process.stdin.close()
+        self._process.wait(10)
+        self._process.stdout.close()
 
 
 def _write_succeeds(cache: TieredCache, key: str, value: str) -> Callable[[], bool]:
@@ -165,3 +209,63 @@ def test_sentinel_connections_find_the_master_again_after_being_dropped(
         assert cache.get("user:1") == Success("one")
     finally:
         cache.close()
+
+
+def _holder(url: str, options: dict[str, Any], value: str) -> OtherProcess:
+    """Start another process and wait until its L1 holds user:1 with `value`."""
+    other = OtherProcess(url, options, "user:1")
+    wait_until(lambda: other.read() == {"value": value, "held": True}, "the other L1 to fill")
+    return other
+
+
+def test_after_a_cluster_failover_another_process_never_keeps_a_stale_copy(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    cache = _cluster_cache(redis_cluster)
+    other = None
+    try:
+        assert isinstance(cache.set("user:1", "before"), Success)
+        other = _holder(redis_cluster.seed_url, {"cluster": True}, "before")
+        moved = redis_cluster.primary_for("tc:user:1")
+        redis_cluster.failover(redis_cluster.replica_of(moved))
+        assert isinstance(cache.set("user:1", "after"), Success)
+        wait_until(other.sees("after"), "the other process to see the write", STUCK)
+    finally:
+        cache.close()
+        if other is not None:
+            other.close()
+
+
+def test_after_a_killed_primary_another_process_never_keeps_a_stale_copy(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    cache = _cluster_cache(redis_cluster)
+    other = None
+    try:
+        assert isinstance(cache.set("user:1", "before"), Success)
+        other = _holder(redis_cluster.seed_url, {"cluster": True}, "before")
+        redis_cluster.kill_primary(redis_cluster.primary_for("tc:user:1"))
+        wait_until(_write_succeeds(cache, "user:1", "after"), "writes to come back", STUCK)
+        wait_until(other.sees("after"), "the other process to see the write", STUCK)
+    finally:
+        cache.close()
+        if other is not None:
+            other.close()
+
+
+def test_after_a_killed_sentinel_master_another_process_never_keeps_a_stale_copy(
+    redis_sentinel: RedisSentinelServers,
+) -> None:
+    options = {"sentinels": redis_sentinel.sentinels}
+    cache = TieredCache.from_url(redis_sentinel.url, **options)
+    other = None
+    try:
+        assert isinstance(cache.set("user:1", "before"), Success)
+        other = _holder(redis_sentinel.url, options, "before")
+        redis_sentinel.kill_master()
+        wait_until(_write_succeeds(cache, "user:1", "after"), "writes to come back", STUCK)
+        wait_until(other.sees("after"), "the other process to see the write", STUCK)
+    finally:
+        cache.close()
+        if other is not None:
+            other.close()
