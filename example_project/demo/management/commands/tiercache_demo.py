@@ -99,7 +99,7 @@ class Command(BaseCommand):
                 server.wait()
             if private is not None:
                 private.stop()
-                self.stdout.write("Stopped the private Redis.")
+                self.stdout.write("Stopped the private redis-server.")
 
     def _choose_redis(
         self, given: str | None, *, no_redis: bool
