@@ -167,8 +167,9 @@ class RedisTier(_Boundary):
             return self._fill(request)
         return self._send(request)
 
-    def _send(self, request: Command | list[Command]) -> object:
-        self._check_breaker()
+    def _send(self, request: Command | list[Command], *, allowed: bool = False) -> object:
+        if not allowed:  # `allowed`: this call already passed the breaker
+            self._check_breaker()
         if self._slots is not None and not self._slots.acquire(timeout=self._wait):
             self._no_free_connection()
         try:
@@ -199,7 +200,8 @@ class RedisTier(_Boundary):
             except rex.ConnectionError:
                 if fill.write is not None:
                     raise  # it may have been applied: never send a write twice
-                return self._send(fill.command), False  # the pool's connections heal
+                # The pool's connections heal; the breaker already let this call through.
+                return self._send(fill.command, allowed=True), False
         except (rex.RedisError, OSError) as exc:
             self._fail(exc)
         self.breaker.record_success()
@@ -275,8 +277,9 @@ class AsyncRedisTier(_Boundary):
             return await self._fill(request)
         return await self._send(request)
 
-    async def _send(self, request: Command | list[Command]) -> object:
-        self._check_breaker()
+    async def _send(self, request: Command | list[Command], *, allowed: bool = False) -> object:
+        if not allowed:
+            self._check_breaker()
         slots = self._slots
         if slots is not None:
             if slots.locked():
@@ -319,7 +322,7 @@ class AsyncRedisTier(_Boundary):
             except rex.ConnectionError:
                 if fill.write is not None:
                     raise  # it may have been applied: never send a write twice
-                return await self._send(fill.command), False
+                return await self._send(fill.command, allowed=True), False
         except (rex.RedisError, OSError) as exc:
             self._fail(exc)
         self.breaker.record_success()

@@ -11,7 +11,7 @@ take no settings), its ``django_redis`` package first on the path, and a JUnit r
 is read back.
 
 Standard library only at import time; run it by hand with
-``python tests/django_redis_suite/run_django_redis_suite.py redis://127.0.0.1:PORT``.
+``python -m tests.django_redis_suite.run_django_redis_suite redis://127.0.0.1:PORT`` (from the repository root).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
+
+from tests.django_suite.run_django_cache_suite import FetchError, download_sdist
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 CACHE_DIR: Final = REPO_ROOT / ".cache"
@@ -161,42 +163,21 @@ KNOWN_FAILURES: Final[Mapping[str, str]] = {
 }
 
 
-class FetchError(RuntimeError):
-    """django-redis's sdist could not be downloaded or has no tests/."""
-
-
 def ensure_sdist(version: str = DJANGO_REDIS_VERSION, cache_dir: Path = CACHE_DIR) -> Path:
     """Return the extracted sdist of django-redis `version`, fetching it on first use."""
     root = cache_dir / "django-redis" / version
     if (root / ".complete").is_file():
         return root
     downloads = cache_dir / "django-redis-sdist"
-    downloads.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--disable-pip-version-check",
-        "--no-deps",
-        "--no-binary",
-        ":all:",
-        f"django-redis=={version}",
-        "-d",
-        str(downloads),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    archives = sorted(downloads.glob(f"django[-_]redis-{version}.tar.gz"))
-    if proc.returncode != 0 or not archives:
-        raise FetchError(f"pip download failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    archive_path = download_sdist(version, downloads, quiet=True, project="django-redis")
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=downloads))
     try:
-        with tarfile.open(archives[0], "r:gz") as archive:
+        with tarfile.open(archive_path, "r:gz") as archive:
             archive.extractall(staging, filter="data")
         (top,) = staging.iterdir()
         if not (top / "tests" / "settings" / "sqlite.py").is_file():
-            raise FetchError(f"{archives[0].name} has no tests/settings/sqlite.py")
-        (top / ".complete").write_text(archives[0].name + "\n", encoding="utf-8")
+            raise FetchError(f"{archive_path.name} has no tests/settings/sqlite.py")
+        (top / ".complete").write_text(archive_path.name + "\n", encoding="utf-8")
         root.parent.mkdir(parents=True, exist_ok=True)
         if not root.exists():
             top.rename(root)

@@ -158,7 +158,7 @@ _SEVERITY: Final[Mapping[str, int]] = {
 
 
 class FetchError(RuntimeError):
-    """Django's sdist could not be downloaded or did not contain tests/."""
+    """An sdist could not be downloaded or did not contain tests/."""
 
 
 def installed_django_version() -> str:
@@ -190,7 +190,7 @@ def ensure_django_tests(
 
     sdist = _find_sdist(cache_dir / "django-sdist", version)
     if sdist is None:
-        sdist = _download_sdist(version, cache_dir / "django-sdist", quiet=quiet)
+        sdist = download_sdist(version, cache_dir / "django-sdist", quiet=quiet)
 
     version_root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=version_root.parent))
@@ -210,17 +210,19 @@ def ensure_django_tests(
     return tests_dir
 
 
-def _find_sdist(sdist_dir: Path, version: str) -> Path | None:
+def _find_sdist(sdist_dir: Path, version: str, project: str = "django") -> Path | None:
     if not sdist_dir.is_dir():
         return None
-    wanted = f"django-{version}.tar.gz"
+    # Sdist names normalise '-' to '_' (django_redis-7.0.0.tar.gz).
+    wanted = {f"{name}-{version}.tar.gz" for name in (project, project.replace("-", "_"))}
     for candidate in sorted(sdist_dir.iterdir()):
-        if candidate.name.lower() == wanted and tarfile.is_tarfile(candidate):
+        if candidate.name.lower() in wanted and tarfile.is_tarfile(candidate):
             return candidate
     return None
 
 
-def _download_sdist(version: str, sdist_dir: Path, *, quiet: bool) -> Path:
+def download_sdist(version: str, sdist_dir: Path, *, quiet: bool, project: str = "django") -> Path:
+    """Return the sdist of `project` `version`, downloaded from PyPI into `sdist_dir`."""
     sdist_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable,
@@ -231,17 +233,17 @@ def _download_sdist(version: str, sdist_dir: Path, *, quiet: bool) -> Path:
         "--no-deps",
         "--no-binary",
         ":all:",
-        f"django=={version}",
+        f"{project}=={version}",
         "-d",
         str(sdist_dir),
     ]
     if not quiet:
-        print(f"django-suite: fetching Django {version} sdist: {' '.join(cmd)}", file=sys.stderr)
+        print(f"fetching the {project} {version} sdist: {' '.join(cmd)}", file=sys.stderr)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    sdist = _find_sdist(sdist_dir, version)
+    sdist = _find_sdist(sdist_dir, version, project)
     if proc.returncode != 0 or sdist is None:
         raise FetchError(
-            f"could not download the Django {version} sdist (pip exit {proc.returncode}):\n"
+            f"could not download the {project} {version} sdist (pip exit {proc.returncode}):\n"
             f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
         )
     return sdist
