@@ -120,7 +120,7 @@ def assemble(
         timer=options.timer,
     )
     assembly = Assembly(options, policy, bus, breaker, stampede, topology, new_breaker=new_breaker)
-    if breaker is not None and topology is not None:
+    if breaker is not None and topology is not None and not isinstance(topology, ClusterTopology):
         assembly.node_breakers[topology.primaries()[0]] = breaker
     return assembly
 

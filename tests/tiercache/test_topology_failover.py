@@ -269,3 +269,15 @@ def test_after_a_killed_sentinel_master_another_process_never_keeps_a_stale_copy
         cache.close()
         if other is not None:
             other.close()
+
+
+def test_each_primary_has_its_own_breaker(redis_cluster: RedisClusterServers) -> None:
+    cache = _cluster_cache(redis_cluster, l1_maxsize=0)
+    try:
+        assert isinstance(cache.get_many(KEYS), Success)
+        breakers = cache._assembly.node_breakers
+        primaries = {f"127.0.0.1:{server.port}" for server in redis_cluster.primaries()}
+        assert set(breakers) == primaries
+        assert len({id(breaker) for breaker in breakers.values()}) == len(primaries)
+    finally:
+        cache.close()
