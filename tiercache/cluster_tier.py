@@ -235,9 +235,9 @@ class ClusterTier:
             if self._client is None:
                 self._client = self.topology.sync_client()
                 self._generation = self.topology.generation
-            elif self._generation != self.topology.generation:
-                self._generation = self.topology.generation
+            elif self._generation != (generation := self.topology.generation):
                 self._client.nodes_manager.initialize()  # a primary changed: new slot map
+                self._generation = generation  # only once refreshed: else try again next call
             return self._client
 
     def execute(self, request: Request) -> object:
@@ -372,12 +372,12 @@ class AsyncClusterTier:
         return self._client
 
     async def _cluster(self) -> redis.asyncio.cluster.RedisCluster:
-        client = self._client
+        client, generation = self._client, self.topology.generation
         if self._generation is None:
             await client.initialize()
-        elif self._generation != self.topology.generation:
+        elif self._generation != generation:
             await client.nodes_manager.initialize()  # a primary changed: new slot map
-        self._generation = self.topology.generation
+        self._generation = generation  # only once refreshed: else try again next call
         return client
 
     async def execute(self, request: Request) -> object:

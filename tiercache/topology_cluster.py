@@ -7,6 +7,7 @@ when the cache is built only makes its calls fail, never the construction.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
@@ -24,6 +25,8 @@ from tiercache.settings import RedisSettings
 from tiercache.topology import client_options
 
 __all__ = ["ANY_NODE", "ClusterTopology"]
+
+logger = logging.getLogger("tiercache")
 
 #: `open_connection(ANY_NODE)`: a node that answers, whichever (for broadcast, which
 #: classic PUBLISH spreads to every node).
@@ -187,7 +190,10 @@ def _watch(
         if watched is None:
             return
         wake.clear()
-        watched.look()
+        try:
+            watched.look()
+        except Exception:  # a surprise from redis-py must not end the watching for good
+            logger.exception("tiercache: looking at the slot map of %s failed", watched.seed)
         interval = watched.next_look()
         del watched  # let the topology go while this thread sleeps
         wake.wait(interval)

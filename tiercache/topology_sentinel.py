@@ -9,6 +9,7 @@ new master has no tracking state for what the old one vouched for).
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from tiercache.settings import RedisSettings
 from tiercache.topology import client_options
 
 __all__ = ["SentinelTopology"]
+
+logger = logging.getLogger("tiercache")
 
 
 class SentinelTopology:
@@ -150,7 +153,10 @@ def _watch(
         watched = topology()
         if watched is None:
             return
-        watched.look()
+        try:
+            watched.look()
+        except Exception:  # a surprise from redis-py must not end the watching for good
+            logger.exception("tiercache: asking the Sentinels of %s failed", watched.service)
         del watched  # let the topology go while this thread sleeps
         stopped.wait(interval)
 
