@@ -29,6 +29,7 @@ from pathlib import Path
 
 from redis.cluster import RedisCluster
 
+from benchmarks.report import save
 from tests.redis_server import RedisServer
 from tests.redis_topology import RedisClusterServers
 from tiercache import TieredCache
@@ -142,10 +143,7 @@ def _report(samples: dict[str, list[float]], rounds: int, calls: int) -> None:
         f"{'yes' if hit <= 1.1 * hit_alone else 'no'} |",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text, encoding="utf-8")
+    save(lines, RESULTS)
 
 
 if __name__ == "__main__":

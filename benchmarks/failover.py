@@ -21,6 +21,7 @@ from pathlib import Path
 
 from returns.result import Success
 
+from benchmarks.report import save
 from tests.redis_topology import RedisClusterServers, RedisSentinelServers
 from tiercache import TieredCache
 
@@ -123,10 +124,7 @@ def main() -> None:
         ],
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text, encoding="utf-8")
+    save(lines, RESULTS)
 
 
 if __name__ == "__main__":

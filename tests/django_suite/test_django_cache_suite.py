@@ -43,6 +43,8 @@ from tests.django_suite.run_django_cache_suite import (
 )
 
 if TYPE_CHECKING:
+    import subprocess
+
     from tests.redis_server import RedisServer
     from tests.redis_topology import RedisClusterServers
 
@@ -74,6 +76,21 @@ def _write_report(lines: list[str]) -> None:
     print("\n" + text, end="")
     REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
     REPORT_PATH.write_text(text, encoding="utf-8")
+
+
+def _assert_no_regressions(
+    comparison: Comparison, proc: subprocess.CompletedProcess[str], what: str
+) -> None:
+    candidate = comparison.candidate
+    details = "\n\n".join(
+        f"--- {name} ---\n{candidate.tracebacks.get(name, candidate.messages.get(name, ''))}"
+        for name in comparison.regressions
+    )
+    assert not comparison.regressions, (
+        f"{len(comparison.regressions)} Django cache tests pass on Django's RedisCache but not "
+        f"on {what}: {comparison.regressions}\n\n{details}\n\n"
+        f"--- suite stderr (tail) ---\n{proc.stderr[-1500:]}"
+    )
 
 
 def _server_url(redis_server: RedisServer) -> str:
@@ -128,15 +145,7 @@ def test_tiercache_backend_passes_what_builtin_passes(
     comparison = Comparison(builtin_result, candidate)
     _write_report(comparison.report_lines())
     assert not comparison.baseline_broken, "see test_builtin_redis_backend_passes_django_suite"
-    details = "\n\n".join(
-        f"--- {name} ---\n{candidate.tracebacks.get(name, candidate.messages.get(name, ''))}"
-        for name in comparison.regressions
-    )
-    assert not comparison.regressions, (
-        f"{len(comparison.regressions)} Django cache tests pass on Django's RedisCache but not "
-        f"on {CANDIDATE_BACKEND}: {comparison.regressions}\n\n{details}\n\n"
-        f"--- suite stderr (tail) ---\n{proc.stderr[-1500:]}"
-    )
+    _assert_no_regressions(comparison, proc, CANDIDATE_BACKEND)
 
 
 def test_tiercache_backend_on_a_redis_cluster_passes_what_builtin_passes(
@@ -156,12 +165,4 @@ def test_tiercache_backend_on_a_redis_cluster_passes_what_builtin_passes(
     comparison = Comparison(builtin_result, candidate)
     lines = comparison.report_lines()
     print("\n" + "\n".join(lines))
-    details = "\n\n".join(
-        f"--- {name} ---\n{candidate.tracebacks.get(name, candidate.messages.get(name, ''))}"
-        for name in comparison.regressions
-    )
-    assert not comparison.regressions, (
-        f"{len(comparison.regressions)} Django cache tests pass on Django's RedisCache but not "
-        f"on {CANDIDATE_BACKEND} on a Redis Cluster: {comparison.regressions}\n\n{details}\n\n"
-        f"--- suite stderr (tail) ---\n{proc.stderr[-1500:]}"
-    )
+    _assert_no_regressions(comparison, proc, f"{CANDIDATE_BACKEND} on a Redis Cluster")

@@ -211,64 +211,47 @@ def test_sentinel_connections_find_the_master_again_after_being_dropped(
         cache.close()
 
 
-def _holder(url: str, options: dict[str, Any], value: str) -> OtherProcess:
-    """Start another process and wait until its L1 holds user:1 with `value`."""
+def _another_process_sees_the_write_after(
+    url: str, options: dict[str, Any], event: Callable[[], object]
+) -> None:
+    """Let another process hold user:1 in L1, run `event`, write, and wait until it sees it."""
+    cache = TieredCache.from_url(url, **options)
     other = OtherProcess(url, options, "user:1")
-    wait_until(lambda: other.read() == {"value": value, "held": True}, "the other L1 to fill")
-    return other
+    try:
+        assert isinstance(cache.set("user:1", "before"), Success)
+        held = {"value": "before", "held": True}
+        wait_until(lambda: other.read() == held, "the other L1 to fill")
+        event()
+        wait_until(_write_succeeds(cache, "user:1", "after"), "writes to come back", STUCK)
+        wait_until(other.sees("after"), "the other process to see the write", STUCK)
+    finally:
+        cache.close()
+        other.close()
 
 
 def test_after_a_cluster_failover_another_process_never_keeps_a_stale_copy(
     redis_cluster: RedisClusterServers,
 ) -> None:
-    cache = _cluster_cache(redis_cluster)
-    other = None
-    try:
-        assert isinstance(cache.set("user:1", "before"), Success)
-        other = _holder(redis_cluster.seed_url, {"cluster": True}, "before")
-        moved = redis_cluster.primary_for("tc:user:1")
-        redis_cluster.failover(redis_cluster.replica_of(moved))
-        assert isinstance(cache.set("user:1", "after"), Success)
-        wait_until(other.sees("after"), "the other process to see the write", STUCK)
-    finally:
-        cache.close()
-        if other is not None:
-            other.close()
+    def failover() -> None:
+        redis_cluster.failover(redis_cluster.replica_of(redis_cluster.primary_for("tc:user:1")))
+
+    _another_process_sees_the_write_after(redis_cluster.seed_url, {"cluster": True}, failover)
 
 
 def test_after_a_killed_primary_another_process_never_keeps_a_stale_copy(
     redis_cluster: RedisClusterServers,
 ) -> None:
-    cache = _cluster_cache(redis_cluster)
-    other = None
-    try:
-        assert isinstance(cache.set("user:1", "before"), Success)
-        other = _holder(redis_cluster.seed_url, {"cluster": True}, "before")
+    def kill() -> None:
         redis_cluster.kill_primary(redis_cluster.primary_for("tc:user:1"))
-        wait_until(_write_succeeds(cache, "user:1", "after"), "writes to come back", STUCK)
-        wait_until(other.sees("after"), "the other process to see the write", STUCK)
-    finally:
-        cache.close()
-        if other is not None:
-            other.close()
+
+    _another_process_sees_the_write_after(redis_cluster.seed_url, {"cluster": True}, kill)
 
 
 def test_after_a_killed_sentinel_master_another_process_never_keeps_a_stale_copy(
     redis_sentinel: RedisSentinelServers,
 ) -> None:
     options = {"sentinels": redis_sentinel.sentinels}
-    cache = TieredCache.from_url(redis_sentinel.url, **options)
-    other = None
-    try:
-        assert isinstance(cache.set("user:1", "before"), Success)
-        other = _holder(redis_sentinel.url, options, "before")
-        redis_sentinel.kill_master()
-        wait_until(_write_succeeds(cache, "user:1", "after"), "writes to come back", STUCK)
-        wait_until(other.sees("after"), "the other process to see the write", STUCK)
-    finally:
-        cache.close()
-        if other is not None:
-            other.close()
+    _another_process_sees_the_write_after(redis_sentinel.url, options, redis_sentinel.kill_master)
 
 
 def test_each_primary_has_its_own_breaker(redis_cluster: RedisClusterServers) -> None:
