@@ -520,6 +520,8 @@ class TierPolicy:
             )
         except NotAnInteger as error:
             return self.failed(namespace, _not_an_integer(key, amount, "overflow" in str(error)))
+        except CorruptData as error:
+            return self.failed(namespace, CorruptData(f"key {{key}}: {error}", key=key))
         except CacheError as error:
             self._changed((key,))
             return self.failed(namespace, error)
