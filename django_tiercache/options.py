@@ -17,6 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from redis.connection import parse_url
 from django.core.exceptions import ImproperlyConfigured
 
 from django_tiercache.compat import locations, translate
@@ -123,6 +124,10 @@ def location_problem(location: object) -> str | None:
     database = parts.path.strip("/")
     if database and not database.isdigit():
         return f"the database {database!r} is not a number"
+    try:
+        parse_url(location)  # what redis-py would refuse when the cache is built
+    except ValueError as error:
+        return str(error).rstrip(".")
     return None
 
 

@@ -189,7 +189,13 @@ def test_every_message_has_a_hint() -> None:
 
 
 @pytest.mark.parametrize(
-    "location", ["not-a-url://x", "redis://127.0.0.1:notaport/0", "redis://127.0.0.1:6379/zero"]
+    "location",
+    [
+        "not-a-url://x",
+        "redis://127.0.0.1:notaport/0",
+        "redis://127.0.0.1:6379/zero",
+        "redis://127.0.0.1:6379/0?socket_timeout=abc",  # redis-py refuses its query
+    ],
 )
 def test_manage_py_check_reports_a_bad_location_instead_of_crashing(location: str) -> None:
     # Django's own cache checks build every cache first: building must not raise.
