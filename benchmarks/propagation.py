@@ -2,9 +2,11 @@
 
     .venv/bin/python -m benchmarks.propagation [--writes 2000] [--quick]
 
-1. Propagation: an idle process holds a key in L1; another process writes it. Latency is
-   from just before the writer's `set` to the moment the reader's listener thread has
-   dropped the L1 copy (CLOCK_MONOTONIC is shared by the processes of one host).
+1. Propagation: an idle process holds a key in L1 (read through its tracked fill
+   connection); another process writes it, and Redis sends the holder an invalidation.
+   Latency is from just before the writer's `set` to the moment the reader's listener
+   thread has dropped the L1 copy (CLOCK_MONOTONIC is shared by the processes of one
+   host).
 2. Breaker open: with Redis SIGKILLed, the time 1,000 gets of cold keys take once the
    circuit is open, next to the same gets with the breaker disabled.
 3. Stampede: 8 processes x 16 threads ask for one cold key at once; loader calls are

@@ -54,7 +54,9 @@ class Backbone:
         self.sync_tier: RedisTier | None = None
         if self.assembly.topology is not None:
             assert self.assembly.breaker is not None
-            self.sync_tier = RedisTier(self.assembly.topology, self.assembly.breaker)
+            self.sync_tier = RedisTier(
+                self.assembly.topology, self.assembly.breaker, self.assembly.bus.tracking
+            )
             # The counters travel through this cache's own tier: its timeouts, its breaker.
             node = self.options.core.location
             self.metrics.connect(
@@ -92,7 +94,9 @@ class Backbone:
     def _async_tier(self) -> AsyncRedisTier:
         assert self.assembly.topology is not None
         assert self.assembly.breaker is not None
-        return AsyncRedisTier(self.assembly.topology, self.assembly.breaker)
+        return AsyncRedisTier(
+            self.assembly.topology, self.assembly.breaker, self.assembly.bus.tracking
+        )
 
     @property
     def sync_executor(self) -> Callable[[Request], object] | None:

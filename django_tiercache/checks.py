@@ -22,6 +22,7 @@ from django_tiercache.options import (
     parse_options,
 )
 from tiercache import CacheOptions
+from tiercache.bus import LocalBus
 
 __all__ = ["TAG", "check_app_settings", "check_caches", "check_middleware", "register"]
 
@@ -44,6 +45,8 @@ def register() -> None:
     checks.register(check_caches, checks.Tags.caches, TAG)
     checks.register(check_app_settings, TAG)
     checks.register(check_middleware, TAG)
+    # A deployment check: it builds each cache, which asks its Redis once.
+    checks.register(check_invalidation, TAG, deploy=True)
 
 
 def check_caches(
@@ -253,7 +256,7 @@ def _check_option_values(
                 id="django_tiercache.W002",
             )
         )
-    if l1_on and not core.invalidation:
+    if l1_on and core.invalidation_mode == "off":
         messages.append(
             checks.Warning(
                 f"Cache {alias!r}: L1 is on but INVALIDATION is off.",
@@ -281,6 +284,36 @@ def _check_option_values(
                 id="django_tiercache.W004",
             )
         )
+    return messages
+
+
+def check_invalidation(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Warn about caches whose Redis refused tracking, so that broadcast is used."""
+    from django.core.cache import caches
+
+    messages: list[checks.CheckMessage] = []
+    for alias, config in settings.CACHES.items():
+        if not is_tiered_backend(config.get("BACKEND")):
+            continue
+        try:
+            bus = getattr(caches[alias], "bus", None)  # builds the cache: it asks Redis once
+        except Exception:  # E001..E006 report a cache that cannot be built
+            continue
+        if isinstance(bus, LocalBus) and bus.requested == "tracking" and bus.mode == "broadcast":
+            messages.append(
+                checks.Warning(
+                    f"Cache {alias!r}: Redis at {bus.location} refuses CLIENT TRACKING, so "
+                    "invalidation falls back to broadcast: every write is published to "
+                    "every process.",
+                    hint="Allow the CLIENT command for the cache's user (ACL), or use a server "
+                    "that supports tracking (Redis >= 6, Valkey, ElastiCache, Memorystore); "
+                    "or set OPTIONS['INVALIDATION'] = 'broadcast' to say this is intended.",
+                    obj=alias,
+                    id="django_tiercache.W007",
+                )
+            )
     return messages
 
 

@@ -62,8 +62,13 @@ class DjangoCodec:
         self.dumps = serializer.dumps
         self.loads = serializer.loads
         self._pickle_start = serializer.pickle_start
+        # A lossy serializer (JSON) gives other readers back another value than the one
+        # written: this process's L1 must hold that one too.
+        self._lossy = bool(getattr(serializer, "lossy", False))
 
     def to_l1(self, value: object, raw: bytes) -> object:
+        if self._lossy and raw:
+            value = self.loads("", raw)  # lossy serializers sign nothing: no key needed
         if _is_immutable(value):
             return value
         start = self._pickle_start(raw) if raw else None

@@ -90,6 +90,7 @@ class CompressingSerializer:
 
     def __init__(self, inner: Serializer, name: str | None, min_bytes: int) -> None:
         self.inner = inner
+        self.lossy = bool(getattr(inner, "lossy", False))
         self.algorithm = algorithm(name) if name else None
         self.min_bytes = max(min_bytes, _FLOOR)
         self._readers: dict[bytes, Algorithm] = {}

@@ -488,6 +488,8 @@ def operation_of(request: commands.Request) -> str:
     """Return the label of a Redis request: its command or script name, or "pipeline"."""
     if isinstance(request, list):
         return "pipeline"
+    if isinstance(request, commands.Fill):  # a tracked read, after its write if any
+        request = request.write or request.command
     name = str(request[0]).lower()
     if name == "evalsha":
         return _SCRIPT_NAMES.get(str(request[1]), "script")

@@ -151,8 +151,11 @@ class JSONSerializer:
     """JSON, as django-redis's JSONSerializer (datetimes etc. come back as strings).
 
     Decoding JSON runs no code, so nothing is signed. Ints are JSON digits already, so
-    Redis INCRBY works on them.
+    Redis INCRBY works on them. `lossy`: a value may come back changed (a datetime as
+    text, a tuple as a list), so L1 holds what comes back, not what was written.
     """
+
+    lossy = True
 
     def __init__(self, signing_key: str | bytes = b"", fallback_keys: object = ()) -> None:
         """Take (and ignore) the keys every serializer is built with."""

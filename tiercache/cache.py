@@ -118,7 +118,7 @@ class TieredCache(_Shell):
         topology = self._assembly.topology
         if topology is not None:
             assert self.breaker is not None
-            self._tier = RedisTier(topology, self.breaker)
+            self._tier = RedisTier(topology, self.breaker, self.bus.tracking)
 
     def _execute(self, request: Request) -> object:
         assert self._tier is not None
@@ -237,7 +237,7 @@ class AsyncTieredCache(_Shell):
     def _make_tier(self) -> AsyncRedisTier:
         assert self._assembly.topology is not None
         assert self.breaker is not None
-        return AsyncRedisTier(self._assembly.topology, self.breaker)
+        return AsyncRedisTier(self._assembly.topology, self.breaker, self.bus.tracking)
 
     async def _execute(self, request: Request) -> object:
         tier = registry.per_loop(self._loop_key, self._make_tier, AsyncRedisTier.aclose)

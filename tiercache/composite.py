@@ -9,14 +9,15 @@ from tiercache import registry
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
 from tiercache.codecs import Codec
-from tiercache.listener import Listener
+from tiercache.listener import Listener, Subscriber
 from tiercache.memory import MemoryTier
 from tiercache.options import CacheOptions
 from tiercache.policy import TierPolicy
 from tiercache.ports import CacheMetricsProtocol
-from tiercache.redis_pubsub import RedisSubscriber
+from tiercache.redis_pubsub import BroadcastSubscriber, TrackingSubscriber
 from tiercache.stampede import Stampede
 from tiercache.topology import Topology, make_topology
+from tiercache.tracking import Tracking
 
 __all__ = ["Assembly", "assemble"]
 
@@ -56,7 +57,11 @@ def assemble(
     else:
         topology = make_topology(options.redis_settings())
         bus = registry.bus_for(options.location, options.channel())
-        listener = _listener(options, bus)
+        bus.require(options.invalidation_mode)
+        node = topology.primaries()[0]
+        if bus.requested == "tracking":
+            bus.track_with(lambda: Tracking(bus, topology, node, options.fill_connections))
+        listener = _listener(options, bus, topology, node)
         # One per node and breaker settings; keyed by the full URL too, so a wrong
         # password does not open the circuit of the right one.
         breaker = registry.breaker_for(
@@ -68,10 +73,12 @@ def assemble(
             ),
             lambda: _breaker(options, bus, listener),
         )
-        if bus.channel and l1 is not None:
+        if bus.requested != "off":
             bus.listen_with(lambda: listener().ensure_started())
             # Subscribe before the first read or write: both capture the L1 sequence,
-            # and the subscribe's clear would make their fill look raced.
+            # and the subscribe's clear would make their fill look raced. A cache without
+            # L1 listens too: it learns whether the server allows tracking, and so whether
+            # its writes must be published for the others.
             listener().ensure_started()
     if l1 is not None:
         bus.attach(l1)
@@ -108,17 +115,27 @@ def _breaker(
     return breaker
 
 
-def _listener(options: CacheOptions, bus: LocalBus) -> Callable[[], Listener]:
+def _listener(
+    options: CacheOptions, bus: LocalBus, topology: Topology, node: str
+) -> Callable[[], Listener]:
     """Return how to reach this process's listener of `bus` (made on first need)."""
-    url = options.url
-    assert url is not None
+
+    def broadcast() -> Subscriber:
+        return BroadcastSubscriber(topology, node, bus.broadcast_channel)
 
     def make() -> Listener:
-        return Listener(
-            bus,
-            lambda: RedisSubscriber(url, options.connect_timeout, options.heartbeat_interval),
-            heartbeat=options.heartbeat_interval,
-            first_wait=options.connect_timeout + options.socket_timeout,
-        )
+        tracking = bus.tracking
+        heartbeat = options.heartbeat_interval
+        first_wait = options.connect_timeout + options.socket_timeout
+        if bus.mode == "tracking" and tracking is not None:
+            return Listener(
+                bus,
+                lambda: TrackingSubscriber(topology, node, tracking),
+                heartbeat=heartbeat,
+                first_wait=first_wait,
+                fallback=broadcast,
+                tick=tracking.check_idle,
+            )
+        return Listener(bus, broadcast, heartbeat=heartbeat, first_wait=first_wait)
 
     return lambda: registry.listener_for(bus, make)

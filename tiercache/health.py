@@ -35,6 +35,9 @@ class ResilienceStats(TypedDict):
     breaker_times_opened: int
     breaker_failures: int
     bus_state: BusState
+    #: How other processes' writes reach L1: "tracking", "broadcast" (the server refused
+    #: tracking, or asked for), or "off".
+    bus_mode: str
     bus_healthy: bool
     #: Resubscribes after the first (each one cleared L1).
     bus_reconnects: int
@@ -63,6 +66,7 @@ def resilience_stats(
         breaker_times_opened=breaker.times_opened if breaker is not None else 0,
         breaker_failures=breaker.failures if breaker is not None else 0,
         bus_state=_bus_state(bus),
+        bus_mode=bus.mode,
         bus_healthy=bus.healthy,
         bus_reconnects=bus.reconnects,
         bus_messages=bus.messages,

@@ -1,8 +1,11 @@
-"""The invalidation listener: one daemon thread per process and bus, hearing other processes.
+"""The invalidation listener: one daemon thread per process and bus, hearing Redis.
 
-It subscribes to the bus's channel through a `Subscriber` (the Redis adapter is
-`tiercache.redis_pubsub`) and applies every message to the L1s of its bus. It keeps the
-bus honest about what it may have missed:
+It subscribes through a `Subscriber` (the Redis adapters are in
+`tiercache.redis_pubsub`: Redis's own invalidations in tracking mode, the shared
+channel in broadcast mode) and applies every invalidation to the L1s of its bus. A
+subscriber that finds the server refusing tracking raises `TrackingRefused`; the
+listener then switches the bus to broadcast and subscribes with `fallback`. It keeps
+the bus honest about what it may have missed:
 
 * on every (re)subscribe it clears the bus's L1s, then marks the bus healthy: whatever
   was said while it was not listening is gone with them;
@@ -10,7 +13,9 @@ bus honest about what it may have missed:
 * a heartbeat finds a connection that died silently: after `heartbeat` seconds without
   traffic it sends PING, and a pong that does not come within another `heartbeat`
   seconds counts as a failure;
-* it reconnects with a short, growing, jittered backoff.
+* it reconnects with a short, growing, jittered backoff;
+* every `heartbeat` seconds it also calls `tick` (tracking: find fill connections
+  that died while idle).
 
 One thread serves sync and asyncio users alike: a message costs microseconds of work
 under the L1's lock, a thread hears it even while an event loop is busy, and it is not
@@ -28,9 +33,9 @@ from typing import Final, Protocol
 
 from tiercache.bus import LocalBus
 from tiercache.errors import CacheError, CacheTimeout
-from tiercache.messages import decode
+from tiercache.messages import Invalidation
 
-__all__ = ["PONG", "Listener", "Pong", "Subscriber"]
+__all__ = ["PONG", "Listener", "Pong", "Subscriber", "TrackingRefused"]
 
 logger = logging.getLogger("tiercache")
 
@@ -46,15 +51,19 @@ class Pong:
 PONG: Final = Pong()
 
 
+class TrackingRefused(CacheError):
+    """The server refuses `CLIENT TRACKING` (renamed or forbidden CLIENT command)."""
+
+
 class Subscriber(Protocol):
     """One pub/sub connection. Every method but `interrupt` raises `CacheError` on trouble."""
 
-    def open(self, channel: str) -> None:
-        """Connect and subscribe to `channel`; return once the server confirmed it."""
+    def open(self) -> None:
+        """Connect and subscribe; return once the server confirmed it."""
         ...
 
-    def receive(self, timeout: float) -> bytes | Pong | None:
-        """Return the next message, PONG, or None when nothing came within `timeout` s."""
+    def receive(self, timeout: float) -> Invalidation | Pong | None:
+        """Return the next invalidation, PONG, or None when nothing came within `timeout` s."""
         ...
 
     def ping(self) -> None:
@@ -79,6 +88,8 @@ class Listener:
         subscriber: Callable[[], Subscriber],
         *,
         heartbeat: float = 1.0,
+        fallback: Callable[[], Subscriber] | None = None,
+        tick: Callable[[], None] | None = None,
         backoff: tuple[float, float] = (0.05, 1.0),
         first_wait: float = 1.0,
         timer: Callable[[], float] = time.monotonic,
@@ -87,6 +98,8 @@ class Listener:
         self.bus = bus
         self._subscriber = subscriber
         self.heartbeat = heartbeat
+        self._fallback = fallback
+        self._tick = tick
         self._backoff = backoff
         self._first_wait = first_wait
         self._timer = timer
@@ -110,7 +123,7 @@ class Listener:
         with self._lock:
             if self._thread is None and not self._stopping.is_set():
                 self._thread = threading.Thread(
-                    target=self._run, name=f"tiercache-listener {self.bus.channel}", daemon=True
+                    target=self._run, name=f"tiercache-listener {self.bus.location}", daemon=True
                 )
                 self._thread.start()
         # Bounded: if Redis cannot be reached, callers go on without L1 fills.
@@ -140,16 +153,23 @@ class Listener:
             subscriber = self._subscriber()
             self._current = subscriber
             try:
-                subscriber.open(self.bus.channel)
+                subscriber.open()
                 self._subscribed()
                 failures = 0
                 self._listen(subscriber)
+            except TrackingRefused as error:
+                if self._fallback is None:
+                    raise
+                self.bus.fall_back(str(error))
+                self._subscriber, self._fallback = self._fallback, None
+                subscriber.close()
+                continue  # subscribe again at once, in broadcast mode
             except CacheError as error:
                 failures += 1
                 self._lost(str(error))
             except Exception as error:  # a bug here must not leave the bus deaf but "healthy"
                 failures += 1
-                logger.exception("tiercache listener on %r failed", self.bus.channel)
+                logger.exception("tiercache listener on %s failed", self.bus.location)
                 self._lost(f"{type(error).__name__}: {error}")
             finally:
                 self._current = None
@@ -164,7 +184,7 @@ class Listener:
         bus.clear_all()
         if bus.subscribed_at is not None:
             bus.reconnects += 1
-            logger.info("tiercache listener on %r is back; L1 cleared", bus.channel)
+            logger.info("tiercache listener on %s is back; L1 cleared", bus.location)
         bus.subscribed_at = self._timer()
         bus.healthy = True
         self._first_attempt.set()
@@ -178,7 +198,7 @@ class Listener:
         if self._stopping.is_set():
             return
         log = logger.warning if news else logger.debug
-        log("tiercache listener on %r lost, no L1 fills until back: %s", self.bus.channel, reason)
+        log("tiercache listener on %s lost, no L1 fills until back: %s", self.bus.location, reason)
 
     def _pause(self, failures: int) -> None:
         low, high = self._backoff
@@ -188,21 +208,22 @@ class Listener:
 
     def _listen(self, subscriber: Subscriber) -> None:
         bus, heartbeat, timer = self.bus, self.heartbeat, self._timer
-        heard = timer()
+        heard = ticked = timer()
         pinged: float | None = None
         while not self._stopping.is_set():
-            deadline = (heard if pinged is None else pinged) + heartbeat
+            deadline = min((heard if pinged is None else pinged), ticked) + heartbeat
             item = subscriber.receive(max(0.0, deadline - timer()))
             now = timer()
+            if self._tick is not None and now - ticked >= heartbeat:
+                ticked = now
+                self._tick()
             if item is PONG:
                 heard, pinged = now, None
-            elif isinstance(item, bytes):
+            elif isinstance(item, Invalidation):
                 heard, pinged = now, None
                 bus.messages += 1
                 bus.last_message_at = now
-                invalidation = decode(item)
-                if invalidation is not None:
-                    bus.receive(invalidation)
+                bus.receive(item)
             elif pinged is not None and now - pinged >= heartbeat:
                 raise CacheTimeout(f"no answer to a heartbeat PING within {heartbeat} s")
             elif pinged is None and now - heard >= heartbeat:

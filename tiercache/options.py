@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tiercache.bus import Mode, mode_of
 from tiercache.settings import RedisSettings, redact_url
 
 __all__ = ["CacheOptions"]
@@ -36,8 +37,13 @@ class CacheOptions:
     connect_timeout: float = 0.25
     socket_timeout: float = 0.5
     max_connections: int | None = None
-    #: Tell other processes about writes so they drop their L1 copies.
-    invalidation: bool = True
+    #: How L1 copies learn of writes made elsewhere: "tracking" (Redis tells the
+    #: processes that hold a key), "broadcast" (every write is published to every
+    #: process; for servers that refuse CLIENT TRACKING), or off (False, None, "off").
+    #: True means "tracking".
+    invalidation: bool | str | None = "tracking"
+    #: Connections per process and Redis node that read what L1 keeps (tracked reads).
+    fill_connections: int = 2
     #: Consecutive L2 failures that open the circuit, and seconds before a probe.
     breaker_threshold: int = 3
     breaker_reset: float = 2.0
@@ -68,6 +74,9 @@ class CacheOptions:
             raise ValueError(f"l1_maxsize must be >= 0, got {self.l1_maxsize}")
         if not self.has_l1 and self.url is None:
             raise ValueError("a cache needs at least one tier: give l1_maxsize or a Redis url")
+        mode_of(self.invalidation)  # raises ValueError naming the bad value
+        if type(self.fill_connections) is not int or self.fill_connections < 1:
+            raise ValueError(f"fill_connections must be an int >= 1, got {self.fill_connections!r}")
         if self.sentinels is not None:
             object.__setattr__(self, "sentinels", _sentinel_addresses(self.sentinels))
         _check_topology(self)
@@ -86,12 +95,21 @@ class CacheOptions:
         """Return the connection settings of the L2 tier."""
         assert self.url is not None
         return RedisSettings(
-            self.url, self.connect_timeout, self.socket_timeout, self.max_connections
+            self.url,
+            self.connect_timeout,
+            self.socket_timeout,
+            self.max_connections,
+            self.fill_connections,
         )
 
+    @property
+    def invalidation_mode(self) -> Mode:
+        """Return the invalidation mode asked for: "tracking", "broadcast" or "off"."""
+        return mode_of(self.invalidation)
+
     def channel(self) -> str:
-        """Return the pub/sub channel of this Redis database ('' when invalidation is off)."""
-        if not self.invalidation or self.url is None:
+        """Return the shared channel of broadcast mode for this Redis database ('': no Redis)."""
+        if self.url is None:
             return ""
         database = urlsplit(self.url).path.strip("/") or "0"
         return f"tiercache:invalidate:{database}"

@@ -56,6 +56,24 @@ class InvalidationBus(Protocol):
         """Return whether L1 may be filled from L2 now (false while deaf to others)."""
         ...
 
+    @property
+    def tracks(self) -> bool:
+        """Return whether reads that fill L1 must be tracked by Redis (`commands.Fill`)."""
+        ...
+
+    def filled(self, key: str) -> None:
+        """Note that L1 took `key` from a tracked read."""
+        ...
+
+    def wrote(self, keys: Sequence[str], *, surely: bool = True) -> None:
+        """Note keys this process changed in Redis (or may have: `surely=False`)."""
+        ...
+
+    @property
+    def keeps_own_writes(self) -> bool:
+        """Return whether a write may put its value in this process's L1."""
+        ...
+
 
 class Found(NamedTuple):
     """A value read with its life: what get_or_set needs to tell fresh from stale."""
@@ -177,32 +195,86 @@ class TierPolicy:
         A failure only means L1 is not filled, so it returns 0.0 for every key.
         """
         try:
-            reply = yield commands.evalsha(commands.PTTLS, keys)
+            if len(keys) == 1:
+                pttls = [(yield ("PTTL", keys[0]))]
+            else:
+                reply = yield [("PTTL", key) for key in keys]
+                pttls = reply if isinstance(reply, list) else []
         except CacheError:
             return [0.0] * len(keys)
-        pttls = reply if isinstance(reply, list) else []
         return [self._seconds_left(pttl) for pttl in pttls] + [0.0] * (len(keys) - len(pttls))
 
-    def _fill(self, key: str, value: object, raw: bytes, left: float | None, since: int) -> None:
+    def _fill(
+        self, key: str, value: object, raw: bytes, left: float | None, since: int, *, tracked: bool
+    ) -> None:
         """Put what L2 answered into L1, for no longer than L2 keeps it."""
         if self.l1 is not None and (left is None or left > 0):
-            self.l1.fill(key, self.codec.to_l1(value, raw), left, since, len(raw))
+            filled = self.l1.fill(key, self.codec.to_l1(value, raw), left, since, len(raw))
+            if filled and tracked:
+                self.bus.filled(key)
 
-    def _message(self, op: Op, keys: Sequence[str] = (), pattern: str = "") -> tuple[str, str]:
-        """Return the channel and message that tell other processes about a change."""
+    def _write(
+        self, request: list[commands.Command], op: Op, keys: Sequence[str] = (), pattern: str = ""
+    ) -> Generator[commands.Request, object, list[object]]:
+        """Send the write commands of `request` and return their replies.
+
+        In broadcast mode one PUBLISH of the whole change rides in the same round trip;
+        otherwise the writes go alone (in tracking mode Redis tells the holders itself).
+        """
         channel = self.bus.channel
-        return channel, (self.bus.message(op, keys, pattern) if channel else "")
+        if channel:
+            request = [*request, ("PUBLISH", channel, self.bus.message(op, keys, pattern))]
+        if len(request) == 1:
+            return [(yield request[0])]
+        replies = yield request
+        return replies if isinstance(replies, list) else [replies]
+
+    def _write_tracked(
+        self, command: commands.Command, key: str, wrapped: bytes
+    ) -> Generator[commands.Request, object, tuple[object, bool]]:
+        """Write one key through its fill connection and read it back tracked.
+
+        Return (the write's reply, whether L1 may keep the written value). Redis forgets
+        every tracker of a key when it changes; reading it back in the same round trip
+        tracks it again, so this process's L1 keeps what it wrote, and the fill
+        connection's NOLOOP spares us the echo. A busy fill connection (or a deaf
+        process) sends the write alone through the pool, and L1 then drops the key.
+        """
+        request = commands.Fill(("GET", key), write=command)
+        reply, tracked = self._tracked(request, (yield request))
+        if not tracked:
+            self.bus.wrote((key,) if reply else ())
+            return reply, False
+        stored, current = reply if isinstance(reply, tuple) else (None, None)
+        if current == wrapped and self.bus.fills_allowed():
+            self.bus.filled(key)
+            return stored, True
+        return stored, False
+
+    def _read_request(self, command: commands.Command) -> commands.Request:
+        """Return how to send a read whose answer fills L1 (tracked, in tracking mode)."""
+        return commands.Fill(command) if self.l1 is not None and self.bus.tracks else command
+
+    @staticmethod
+    def _tracked(request: commands.Request, reply: object) -> tuple[object, bool]:
+        """Return a read's reply, and whether L1 may keep what it says."""
+        if isinstance(request, commands.Fill):
+            answer, tracked = reply if isinstance(reply, tuple) else (reply, False)
+            return answer, bool(tracked)
+        return reply, True
 
     def _announce(self, op: Op, keys: Sequence[str] = (), pattern: str = "") -> None:
         """Tell this process's other L1s, once the change is in the shared tier."""
         self.bus.announce_locally(self.l1, op, keys, pattern)
 
-    def _changed(self, keys: Sequence[str]) -> None:
+    def _changed(self, keys: Sequence[str], *, surely: bool = True) -> None:
         """Drop `keys` from every L1 of this process once their change reached Redis.
 
         Invalidating before the change is not enough: a read that overlapped it may
         have seen the old value and would fill it; this refuses or drops that fill.
+        `surely=False`: a failed write, which may or may not have been applied.
         """
+        self.bus.wrote(keys, surely=surely)
         if self.l1 is not None:
             self.l1.invalidate(keys)
         self._announce("keys", keys)
@@ -239,8 +311,9 @@ class TierPolicy:
             return self._missed(namespace, found)
         l1 = self.l1
         since = l1.begin_read() if l1 is not None else 0
+        request = self._read_request(("GET", key))
         try:
-            stored = yield ("GET", key)
+            stored, tracked = self._tracked(request, (yield request))
         except CorruptData as error:
             return self.failed(namespace, CorruptData(f"key {{key}}: {error}", key=key))
         except CacheError as error:
@@ -252,13 +325,13 @@ class TierPolicy:
         if value is MISSING:
             return self._missed(namespace, found)
         self._hit(namespace, "l2")
-        fill = l1 is not None and self.bus.fills_allowed()
+        fill = l1 is not None and tracked and self.bus.fills_allowed()
         if left is envelope.UNKNOWN:
             if not (fill or found):
                 return Success(value)
             [left] = yield from self._ask_ttls([key])
         if fill:
-            self._fill(key, value, raw, left, since)
+            self._fill(key, value, raw, left, since, tracked=isinstance(request, commands.Fill))
         if not found:
             return Success(value)
         return Success(Found(value, raw, None if left is None else max(left, 0.0)))
@@ -291,14 +364,15 @@ class TierPolicy:
                 self._miss(namespace)
             return Success(found)
         since = l1.begin_read() if l1 is not None else 0
+        request = self._read_request(("MGET", *[key for key, _ in wanted]))
         try:
-            reply = yield ("MGET", *[key for key, _ in wanted])
+            reply, tracked = self._tracked(request, (yield request))
         except CacheError as error:
             return self.failed(wanted[0][1], error)
         if not isinstance(reply, list) or len(reply) != len(wanted):
             reply = [None] * len(wanted)
         now_ms = self._clock() * 1000
-        fill = l1 is not None and self.bus.fills_allowed()
+        fill = l1 is not None and tracked and self.bus.fills_allowed()
         fills: list[tuple[str, object, float | None, int]] = []
         bare: list[tuple[str, object, bytes]] = []
         for (key, namespace), stored in zip(wanted, reply, strict=True):
@@ -393,25 +467,32 @@ class TierPolicy:
             self._announce("keys", (key,))
             return Success(True)
         since = l1.begin_read() if l1 is not None else 0
-        channel, message = self._message("keys", (key,))
+        wrapped = envelope.wrap(raw, self._header(ttl))
+        command: commands.Command = ("SET", key, wrapped)
+        if ttl is not None:
+            command += ("PX", _ms(ttl))
+        if only_if_absent:
+            command += ("NX",)
+        elif only_if_present:
+            command += ("XX",)
+        keep = l1 is not None and self.bus.fills_allowed()
         try:
-            stored = yield commands.evalsha(
-                commands.SET,
-                [key],
-                envelope.wrap(raw, self._header(ttl)),
-                _ms(ttl),
-                2 if only_if_present else int(only_if_absent),
-                channel,
-                message,
-            )
+            if l1 is not None and self.bus.tracks:
+                stored, keep = yield from self._write_tracked(command, key, wrapped)
+            else:
+                [stored, *_] = yield from self._write([command], "keys", (key,))
+                self.bus.wrote((key,) if stored else ())
+                keep = keep and self.bus.keeps_own_writes
         except CacheError as error:
-            self._changed((key,))  # a timed-out write may still have happened
+            self._changed((key,), surely=False)  # a timed-out write may still have happened
             return self.failed(namespace, error)
         if l1 is not None:
-            if stored and self.bus.fills_allowed():
+            if stored and keep:
                 l1.put_if_unchanged(key, self.codec.to_l1(value, raw), ttl, since, len(raw))
             else:
-                l1.invalidate((key,))  # another value won, or we may be deaf to others
+                # Another value won, we may be deaf to others, or (tracking) nothing
+                # tracks the key for us any more: the next read fills it, tracked.
+                l1.invalidate((key,))
         if stored:
             self._announce("keys", (key,))
         return Success(bool(stored))
@@ -438,21 +519,21 @@ class TierPolicy:
             self._announce("keys", keys)
             return Success([])
         since = l1.begin_read() if l1 is not None else 0
-        channel, message = self._message("keys", keys)
-        header = self._header(ttl)
+        header, wrap = self._header(ttl), envelope.wrap
+        writes: list[commands.Command]
+        if ttl is None:
+            pairs = [part for key, _, raw in encoded for part in (key, wrap(raw, header))]
+            writes = [("MSET", *pairs)]
+        else:
+            px = _ms(ttl)
+            writes = [("SET", key, wrap(raw, header), "PX", px) for key, _, raw in encoded]
         try:
-            yield commands.evalsha(
-                commands.SET_MANY,
-                keys,
-                *[envelope.wrap(raw, header) for _, _, raw in encoded],
-                _ms(ttl),
-                channel,
-                message,
-            )
+            yield from self._write(writes, "keys", keys)
         except CacheError as error:
-            self._changed(keys)  # a timed-out write may still have happened
+            self._changed(keys, surely=False)  # a timed-out write may still have happened
             return self.failed(items[0][1], error)
-        if l1 is not None and self.bus.fills_allowed():
+        self.bus.wrote(keys)
+        if l1 is not None and self.bus.keeps_own_writes and self.bus.fills_allowed():
             held = [(key, self.codec.to_l1(value, raw), len(raw)) for key, value, raw in encoded]
             l1.put_many_if_unchanged(held, ttl, since)
         elif l1 is not None:
@@ -470,11 +551,10 @@ class TierPolicy:
         removed = 0
         for start in range(0, len(keys), _DELETE_BATCH):
             batch = list(keys[start : start + _DELETE_BATCH])
-            channel, message = self._message("keys", batch)
             try:
-                reply = yield commands.evalsha(commands.DELETE, batch, channel, message)
+                [reply, *_] = yield from self._write([("UNLINK", *batch)], "keys", batch)
             except CacheError as error:
-                self._changed(keys)
+                self._changed(keys, surely=False)
                 return self.failed(namespace, error)
             removed += reply if isinstance(reply, int) else 0
         self._changed(keys)
@@ -488,14 +568,12 @@ class TierPolicy:
             return Success(l1.expire(key, ttl))
         if l1 is not None:
             l1.invalidate((key,))
-        channel, message = self._message("keys", (key,))
         millis = -1 if ttl is None else _ms(ttl)
+        expire = commands.evalsha(commands.EXPIRE, [key], millis, self._header(ttl))
         try:
-            reply = yield commands.evalsha(
-                commands.EXPIRE, [key], millis, self._header(ttl), channel, message
-            )
+            [reply, *_] = yield from self._write([expire], "keys", (key,))
         except CacheError as error:
-            self._changed((key,))
+            self._changed((key,), surely=False)
             return self.failed(namespace, error)
         self._changed((key,))
         return Success(reply == 1)
@@ -513,17 +591,17 @@ class TierPolicy:
                 return self.failed(namespace, error)
         if l1 is not None:
             l1.invalidate((key,))
-        channel, message = self._message("keys", (key,))
+        add: commands.Command = ("INCRBY", key, amount)
+        if must_exist:
+            add = commands.evalsha(commands.INCREMENT_EXISTING, [key], amount)
         try:
-            reply = yield commands.evalsha(
-                commands.INCREMENT, [key], amount, int(must_exist), channel, message
-            )
+            [reply, *_] = yield from self._write([add], "keys", (key,))
         except NotAnInteger as error:
             return self.failed(namespace, _not_an_integer(key, amount, "overflow" in str(error)))
         except CorruptData as error:
             return self.failed(namespace, CorruptData(f"key {{key}}: {error}", key=key))
         except CacheError as error:
-            self._changed((key,))
+            self._changed((key,), surely=False)
             return self.failed(namespace, error)
         self._changed((key,))
         return Success(reply if isinstance(reply, int) else None)
@@ -583,9 +661,8 @@ class TierPolicy:
                     removed += unlinked if isinstance(unlinked, int) else 0
                 if cursor == 0:
                     break
-            channel, message = self._message("pattern", pattern=glob)
-            if channel:
-                yield commands.evalsha(commands.PUBLISH_OTHERS, [], channel, message)
+            if self.bus.channel:  # tracking mode: the UNLINKs told the holders
+                yield from self._write([], "pattern", pattern=glob)
         except CacheError as error:
             return self.failed(namespace, error)
         finally:

@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 import redis.exceptions as rex
 
 from tiercache.breaker import CircuitBreaker
-from tiercache.commands import READS, SCRIPTS, Command, Request
+from tiercache.commands import READS, SCRIPTS, Command, Fill, Request
 from tiercache.errors import (
     CacheError,
     CacheReadOnly,
@@ -34,6 +34,7 @@ from tiercache.errors import (
     NotAnInteger,
 )
 from tiercache.topology import Topology
+from tiercache.tracking import Claim, Tracking
 
 __all__ = ["AsyncRedisTier", "RedisTier", "error_from"]
 
@@ -63,7 +64,7 @@ def error_from(exc: rex.RedisError | OSError) -> CacheError:
     return CacheError(f"Redis error: {text}")
 
 
-def _commands(request: Request) -> Sequence[Command]:
+def _commands(request: Command | list[Command]) -> Sequence[Command]:
     return (request,) if isinstance(request, tuple) else request
 
 
@@ -83,10 +84,15 @@ class _Boundary:
     """What both twins share: the breaker, what may be retried, errors and replies."""
 
     def __init__(
-        self, topology: Topology, breaker: CircuitBreaker, callbacks: dict[Any, Any]
+        self,
+        topology: Topology,
+        breaker: CircuitBreaker,
+        tracking: Tracking | None,
+        callbacks: dict[Any, Any],
     ) -> None:
         self.topology = topology
         self.breaker = breaker
+        self.tracking = tracking
         settings = topology.settings
         self._max = settings.max_connections
         self._wait = settings.socket_timeout
@@ -95,6 +101,21 @@ class _Boundary:
     def _check_breaker(self) -> None:
         if not self.breaker.allow():
             raise CircuitOpen("Redis circuit is open after repeated failures; not trying")
+
+    def _claim(self, fill: Fill) -> Claim | None:
+        """Take the fill connections of a tracked read, or None to read through the pool.
+
+        None when the process is deaf (no fills then) or a connection is busy: a miss
+        does not queue behind another's fill, it only leaves L1 unfilled.
+        """
+        tracking = self.tracking
+        if tracking is None or not tracking.usable():
+            return None
+        claim = tracking.claim(fill)
+        if claim is not None and not self.breaker.allow():
+            tracking.release(claim)
+            raise CircuitOpen("Redis circuit is open after repeated failures; not trying")
+        return claim
 
     def _no_free_connection(self) -> NoReturn:
         # Every connection is busy: Redis did not fail, so the breaker is not told.
@@ -130,17 +151,25 @@ class _Boundary:
 class RedisTier(_Boundary):
     """Runs requests on the sync client of a topology, from any thread."""
 
-    def __init__(self, topology: Topology, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self, topology: Topology, breaker: CircuitBreaker, tracking: Tracking | None = None
+    ) -> None:
         self.client = topology.sync_client()
-        super().__init__(topology, breaker, dict(self.client.response_callbacks))
+        super().__init__(topology, breaker, tracking, dict(self.client.response_callbacks))
         self._pool = self.client.connection_pool
         self._idle: list[Any] = []  # list.pop and list.append are atomic: no lock needed
         self._pid = os.getpid()
         self._slots = threading.BoundedSemaphore(self._max) if self._max else None
 
     def execute(self, request: Request) -> object:
-        """Run one command or a pipeline; raise `CacheError` on trouble."""
-        self._check_breaker()
+        """Run one command, a pipeline or a tracked read; raise `CacheError` on trouble."""
+        if isinstance(request, Fill):
+            return self._fill(request)
+        return self._send(request)
+
+    def _send(self, request: Command | list[Command], *, allowed: bool = False) -> object:
+        if not allowed:  # `allowed`: this call already passed the breaker
+            self._check_breaker()
         if self._slots is not None and not self._slots.acquire(timeout=self._wait):
             self._no_free_connection()
         try:
@@ -159,6 +188,24 @@ class RedisTier(_Boundary):
                 self._slots.release()
         self.breaker.record_success()
         return reply
+
+    def _fill(self, fill: Fill) -> tuple[object, bool]:
+        claim = self._claim(fill)
+        if claim is None:
+            return self._send(fill.write or fill.command), False
+        assert self.tracking is not None
+        try:
+            try:
+                reply = self.tracking.run(claim)
+            except rex.ConnectionError:
+                if fill.write is not None:
+                    raise  # it may have been applied: never send a write twice
+                # The pool's connections heal; the breaker already let this call through.
+                return self._send(fill.command, allowed=True), False
+        except (rex.RedisError, OSError) as exc:
+            self._fail(exc)
+        self.breaker.record_success()
+        return reply, True
 
     def _borrow(self) -> Any:
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
@@ -215,16 +262,24 @@ class RedisTier(_Boundary):
 class AsyncRedisTier(_Boundary):
     """Runs requests on an asyncio client of a topology, bound to one event loop."""
 
-    def __init__(self, topology: Topology, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self, topology: Topology, breaker: CircuitBreaker, tracking: Tracking | None = None
+    ) -> None:
         self.client = topology.async_client()
-        super().__init__(topology, breaker, dict(self.client.response_callbacks))
+        super().__init__(topology, breaker, tracking, dict(self.client.response_callbacks))
         self._pool = self.client.connection_pool
         self._idle: list[Any] = []
         self._slots = asyncio.BoundedSemaphore(self._max) if self._max else None
 
     async def execute(self, request: Request) -> object:
-        """Run one command or a pipeline; raise `CacheError` on trouble."""
-        self._check_breaker()
+        """Run one command, a pipeline or a tracked read; raise `CacheError` on trouble."""
+        if isinstance(request, Fill):
+            return await self._fill(request)
+        return await self._send(request)
+
+    async def _send(self, request: Command | list[Command], *, allowed: bool = False) -> object:
+        if not allowed:
+            self._check_breaker()
         slots = self._slots
         if slots is not None:
             if slots.locked():
@@ -252,6 +307,26 @@ class AsyncRedisTier(_Boundary):
                 slots.release()
         self.breaker.record_success()
         return reply
+
+    async def _fill(self, fill: Fill) -> tuple[object, bool]:
+        claim = self._claim(fill)
+        if claim is None:
+            return await self._send(fill.write or fill.command), False
+        assert self.tracking is not None
+        # The fill connections are the process's, shared by every thread and loop: a
+        # worker thread runs the round trip, so the event loop never blocks on it.
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                reply = await loop.run_in_executor(self.tracking.executor, self.tracking.run, claim)
+            except rex.ConnectionError:
+                if fill.write is not None:
+                    raise  # it may have been applied: never send a write twice
+                return await self._send(fill.command, allowed=True), False
+        except (rex.RedisError, OSError) as exc:
+            self._fail(exc)
+        self.breaker.record_success()
+        return reply, True
 
     async def _borrow(self) -> Any:
         try:

@@ -83,7 +83,7 @@ def bus_for(location: str, channel: str) -> LocalBus:
     with _lock:
         bus = _buses.get(location)
         if bus is None:
-            bus = _buses[location] = LocalBus(channel, _instance_id)
+            bus = _buses[location] = LocalBus(channel, _instance_id, location=location)
         return bus
 
 
@@ -189,6 +189,7 @@ def reset() -> None:
         _closers.clear()
         listeners = list(_listeners.values())
         _listeners.clear()
+        trackings = [bus.tracking for bus in _buses.values() if bus.tracking is not None]
         _buses.clear()
         _breakers.clear()
         _shared.clear()
@@ -196,6 +197,8 @@ def reset() -> None:
         _instance_id = uuid.uuid4().hex[:12]
     for listener in listeners:
         listener.stop()
+    for tracking in trackings:
+        tracking.close()
     for close in closers:
         with contextlib.suppress(Exception):  # best effort while tearing down
             close()

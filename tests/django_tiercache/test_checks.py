@@ -14,6 +14,7 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from tests.django_tiercache.django_setup import tiered_caches
+from tests.redis_server import RedisServer
 
 BACKEND = "django_tiercache.backend.TieredCache"
 
@@ -283,3 +284,25 @@ def test_a_url_option_redis_py_refuses_raises_an_error_naming_the_setting_on_use
 
     assert "socket_timeout" in str(raised.value)
     assert "pw" not in str(raised.value)
+
+
+def test_a_redis_refusing_tracking_is_a_deploy_warning_naming_broadcast() -> None:
+    with RedisServer("--rename-command", "CLIENT", '""') as server:
+        config = {"BACKEND": "django_tiercache.backend.TieredCache", "LOCATION": server.url}
+        with override_settings(CACHES={"default": config}):
+            found = [
+                message
+                for message in run_checks(include_deployment_checks=True)
+                if message.id == "django_tiercache.W007"
+            ]
+            assert len(found) == 1
+            assert "broadcast" in found[0].msg
+            assert found[0].hint
+            caches["default"].close()
+
+
+def test_a_redis_with_tracking_raises_no_tracking_warning(redis_url: str) -> None:
+    config = {"BACKEND": "django_tiercache.backend.TieredCache", "LOCATION": redis_url}
+    with override_settings(CACHES={"default": config}):
+        ids = [m.id for m in run_checks(include_deployment_checks=True)]
+        assert "django_tiercache.W007" not in ids

@@ -7,8 +7,13 @@ another process would have) reads a key into its L1 first, then `default` change
 from __future__ import annotations
 
 import datetime
+import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -289,3 +294,45 @@ def test_log_ignored_exceptions_logs_every_failure(
             assert cache.get("a") is None
 
     assert [record.getMessage() for record in caplog.records] == ["Exception ignored"] * 3
+
+
+def test_extended_writes_reach_the_l1_of_another_process(redis_url: str) -> None:
+    env = {**os.environ, "TIERCACHE_TEST_REDIS_URL": redis_url}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    worker = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("extended_worker.py"))],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    stdin, stdout = worker.stdin, worker.stdout
+    assert stdin is not None
+    assert stdout is not None
+
+    def ask(line: str) -> Any:
+        stdin.write(line + "\n")
+        stdin.flush()
+        return json.loads(stdout.readline())
+
+    cache = caches["default"]
+    changes: list[tuple[str, Callable[[str], object], object]] = [
+        ("old", lambda key: cache.set(key, "new", xx=True), "new"),
+        ("old", lambda key: cache.expire(key, 0), None),
+        ("old", cache.persist, "old"),
+        ("old", lambda key: cache.expire_at(key, datetime.datetime(2000, 1, 1)), None),
+        ("old", cache.delete_pattern, None),
+        (7, lambda key: cache.incr(key, 1, ignore_key_check=True), 8),
+    ]
+    try:
+        assert json.loads(stdout.readline()) == {"ready": True}
+        for number, (initial, change, expected) in enumerate(changes):
+            key = f"x{number}"
+            cache.set(key, initial, timeout=100)
+            assert ask(f"hold {key}") == {"value": initial, "held": True}
+            change(key)
+            assert ask(f"await {key} {json.dumps(expected)}") == {"value": expected}, number
+    finally:
+        stdin.close()
+        worker.wait(timeout=30)
+        stdout.close()

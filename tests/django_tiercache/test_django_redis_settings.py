@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 from typing import Any
 
@@ -162,3 +163,19 @@ def test_a_corrupt_compressed_value_is_a_miss(settings: Any, redis_url: str) -> 
 
     assert cache.get("big", "miss") == "miss"
     assert cache.metrics.get_stats("default")["errors"] == 1
+
+
+def test_json_values_read_the_same_in_the_writing_process_as_in_others(
+    settings: Any, redis_url: str
+) -> None:
+    json_path = "django_redis.serializers.json.JSONSerializer"
+    conf = _entry(redis_url, {"SERIALIZER": json_path})["default"]
+    settings.CACHES = {"default": conf, "other": {**conf, "OPTIONS": {"SERIALIZER": json_path}}}
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    caches["default"].set("event", {"at": when, "tags": ("a", "b")})
+
+    expected = {"at": "2026-01-02T03:04:05", "tags": ["a", "b"]}
+    assert caches["default"].get("event") == expected  # from this process's L1
+    assert caches["other"].get("event") == expected  # from Redis
+    caches["default"].set("when", when)
+    assert caches["default"].get("when") == "2026-01-02T03:04:05"

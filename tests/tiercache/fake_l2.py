@@ -1,7 +1,7 @@
 """An in-memory L2 for unit tests of the tier policy: it answers the requests flows yield.
 
-It interprets the scripts of `tiercache.commands` and the few plain commands the
-policy sends, on a dict with millisecond expiry read from a fake clock. It is a
+It interprets the scripts of `tiercache.commands` and the plain commands the policy
+sends (tracked reads answer as tracked), on a dict with millisecond expiry read from a fake clock. It is a
 fake of the port, not of redis-py: the Redis adapter is tested on a real server.
 """
 
@@ -12,16 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tiercache import CacheError, CacheUnavailable, NotAnInteger, commands, envelope
-from tiercache.commands import Command, Request
+from tiercache.commands import Command, Fill, Request
 
 SCRIPT_NAMES = {
-    commands.PTTLS.sha: "PTTLS",
-    commands.SET.sha: "SET",
-    commands.SET_MANY.sha: "SET_MANY",
-    commands.DELETE.sha: "DELETE",
-    commands.PUBLISH_OTHERS.sha: "PUBLISH_OTHERS",
     commands.EXPIRE.sha: "EXPIRE",
-    commands.INCREMENT.sha: "INCREMENT",
+    commands.INCREMENT_EXISTING.sha: "INCREMENT_EXISTING",
 }
 
 
@@ -44,6 +39,10 @@ class FakeL2:
             self.before(request)
         if self.failure is not None:
             raise self.failure
+        if isinstance(request, Fill):
+            if request.write is not None:
+                return (self._command(request.write), self._command(request.command)), True
+            return self._command(request.command), True
         if isinstance(request, list):
             return [self._command(command) for command in request]
         return self._command(request)
@@ -96,10 +95,14 @@ class FakeL2:
     def _set(self, key: str, raw: bytes, px: int) -> None:
         self.data[key] = (raw, None if px == 0 else self._now_ms() + px)
 
-    def _publish(self, args: tuple[object, ...]) -> None:
-        channel, message = str(args[-2]), str(args[-1])
-        if channel:
-            self.published.append((channel, message))
+    def _increment(self, key: str, amount: int) -> int:
+        raw, expires = self._live(key) or (b"0", None)
+        try:
+            total = int(raw) + amount
+        except ValueError:
+            raise NotAnInteger("ERR value is not an integer or out of range") from None
+        self.data[key] = (str(total).encode(), expires)
+        return total
 
     def _command(self, command: Command) -> object:
         name = command[0]
@@ -120,36 +123,31 @@ class FakeL2:
         if name == "SCAN":
             pattern = str(command[command.index("MATCH") + 1])
             return [0, [k.encode() for k in list(self.data) if fnmatch.fnmatchcase(k, pattern)]]
+        if name == "SET":
+            key, raw = str(command[1]), command[2]
+            options = [str(arg) for arg in command[3:]]
+            if "NX" in options and self._live(key) is not None:
+                return None
+            if "XX" in options and self._live(key) is None:
+                return None
+            px = int(options[options.index("PX") + 1]) if "PX" in options else 0
+            self._set(key, raw if isinstance(raw, bytes) else str(raw).encode(), px)
+            return True
+        if name == "MSET":
+            for key, raw in zip(command[1::2], command[2::2], strict=True):
+                self._set(str(key), raw if isinstance(raw, bytes) else str(raw).encode(), 0)
+            return True
+        if name == "INCRBY":
+            return self._increment(str(command[1]), int(command[2]))
+        if name == "PUBLISH":
+            self.published.append((str(command[1]), str(command[2])))
+            return 1
         if name == "UNLINK":
             keys = [k.decode() if isinstance(k, bytes) else str(k) for k in command[1:]]
             return sum(self.data.pop(key, None) is not None for key in keys)
         raise AssertionError(f"the fake L2 does not know {command!r}")
 
     def _script(self, name: str, keys: list[str], args: tuple[object, ...]) -> object:
-        if name == "PUBLISH_OTHERS":
-            self._publish(args)
-            return 1
-        if name == "PTTLS":
-            return [self._pttl(key) for key in keys]
-        if name == "SET":
-            raw, px, only_if_absent = args[0], int(str(args[1])), str(args[2]) == "1"
-            if only_if_absent and self._live(keys[0]) is not None:
-                return 0
-            self._set(keys[0], raw if isinstance(raw, bytes) else str(raw).encode(), px)
-            self._publish(args)
-            return 1
-        if name == "SET_MANY":
-            px = int(str(args[len(keys)]))
-            for key, raw in zip(keys, args, strict=False):
-                self._set(key, raw if isinstance(raw, bytes) else str(raw).encode(), px)
-            self._publish(args)
-            return len(keys)
-        if name == "DELETE":
-            removed = sum(
-                self._live(key) is not None and self.data.pop(key) is not None for key in keys
-            )
-            self._publish(args)
-            return removed
         if name == "EXPIRE":
             found = self._live(keys[0])
             if found is None:
@@ -159,19 +157,9 @@ class FakeL2:
                 digits = args[1] if isinstance(args[1], bytes) else str(args[1]).encode()
                 raw = envelope.MARK + digits + raw[envelope.HEADER_SIZE :]
             self.data[keys[0]] = (raw, None if millis == -1 else self._now_ms() + millis)
-            self._publish(args)
             return 1
-        if name == "INCREMENT":
-            amount, must_exist = int(str(args[0])), str(args[1]) == "1"
-            found = self._live(keys[0])
-            if must_exist and found is None:
+        if name == "INCREMENT_EXISTING":
+            if self._live(keys[0]) is None:
                 return None
-            raw, expires = found if found is not None else (b"0", None)
-            try:
-                total = int(raw) + amount
-            except ValueError:
-                raise NotAnInteger("ERR value is not an integer or out of range") from None
-            self.data[keys[0]] = (str(total).encode(), expires)
-            self._publish(args)
-            return total
+            return self._increment(keys[0], int(str(args[0])))
         raise AssertionError(name)

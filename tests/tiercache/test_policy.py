@@ -27,9 +27,9 @@ from tiercache import (
     envelope,
     messages,
 )
-from tiercache.bus import LocalBus
+from tiercache.bus import LocalBus, Mode
 from tiercache.codecs import TextCodec
-from tiercache.commands import PTTLS, SET, SET_MANY
+from tiercache.commands import Fill
 from tiercache.drivers import drive
 from tiercache.memory import MISSING
 from tiercache.messages import decode
@@ -39,12 +39,18 @@ from tiercache.policy import Flow, TierPolicy
 class Rig:
     """A policy over an L1 and a fake L2 sharing one fake clock."""
 
-    def __init__(self, clock: FakeClock, *, l1_ttl: float | None = 60.0) -> None:
+    def __init__(
+        self, clock: FakeClock, *, l1_ttl: float | None = 60.0, mode: Mode = "broadcast"
+    ) -> None:
         self.clock = clock
         self.l1 = MemoryTier(100, l1_ttl, timer=clock)
         self.l2 = FakeL2(clock)
         self.metrics = CacheMetrics()
         self.bus = LocalBus("tiercache:invalidate:0", "this-process")
+        self.bus.require(mode)
+        if mode != "off":
+            self.bus.listen_with(lambda: None)  # as a cache does; the test says when healthy
+            self.bus.healthy = True
         self.bus.attach(self.l1)
         self.policy = TierPolicy(
             l1=self.l1,
@@ -156,7 +162,7 @@ def test_a_bare_value_is_filled_for_the_ttl_pttl_reports(rig: Rig, clock: FakeCl
     rig.l2.plant("k", "41", ttl=5, bare=True)  # an integer: INCRBY needs it bare
     assert rig.get("k") == Success("41")
     assert rig.l2.requests[0] == ("GET", "k")
-    assert script_of(rig.l2.requests[1]) == PTTLS.sha
+    assert rig.l2.requests[1] == ("PTTL", "k")
     clock.advance(4.9)
     assert rig.l1.get("k") == "41"
     clock.advance(0.1)
@@ -250,7 +256,7 @@ def test_set_many_makes_one_l2_request_and_fills_l1(rig: Rig) -> None:
     items = [("a", "ns", "A"), ("b", "ns", "B"), ("c", "other", "C")]
     assert rig.run(rig.policy.set_many(items, 20)) == Success([])
     assert len(rig.l2.requests) == 1
-    assert script_of(rig.l2.requests[0]) == SET_MANY.sha
+    assert rig.l2.requests[0][0][0] == "SET"  # one pipeline: the SETs and one PUBLISH
     assert [rig.l2.payload(key) for key in "abc"] == [b"A", b"B", b"C"]
     assert [rig.l1.get(key) for key in "abc"] == ["A", "B", "C"]
     rig.clock.advance(20)
@@ -276,7 +282,7 @@ def test_a_write_reaches_l2_before_l1_changes(rig: Rig) -> None:
     rig.l2.before = lambda _: seen_in_l1.append(rig.l1.get("k"))
     assert rig.set("k", "new") == Success(True)
     assert seen_in_l1 == ["old"]
-    assert script_of(rig.l2.requests[0]) == SET.sha
+    assert rig.l2.requests[0][0][:2] == ("SET", "k")
     assert rig.l2.payload("k") == b"new"
     assert rig.l1.get("k") == "new"
 
@@ -301,7 +307,7 @@ def test_a_write_tells_other_processes_in_the_same_request(rig: Rig) -> None:
     rig.set("k", "v")
     assert len(rig.l2.requests) == 1
     [(channel, message)] = rig.l2.published
-    assert channel == "tiercache:invalidate:0:this-process"  # the writer's own channel
+    assert channel == "tiercache:invalidate:0"  # one channel for every process
     invalidation = decode(message)
     assert invalidation is not None
     assert (invalidation.sender, invalidation.op, invalidation.keys) == (
@@ -481,3 +487,64 @@ def test_l1_only_expire_keeps_l1_bounded_by_l1_max_bytes() -> None:
     success_of(cache.set("c", "C" * 100))  # over 250 bytes: the least recently used goes
     assert cache.l1.bytes_used == 200
     assert len(cache.l1) == 2
+
+
+# -- tracking mode -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def tracking(clock: FakeClock) -> Rig:
+    return Rig(clock, mode="tracking")
+
+
+def test_in_tracking_mode_a_read_that_fills_l1_is_sent_tracked(tracking: Rig) -> None:
+    tracking.l2.plant("k", "v")
+    assert tracking.get("k") == Success("v")
+    assert tracking.l2.requests == [Fill(("GET", "k"))]
+    assert tracking.l1.get("k") == "v"
+
+
+def test_a_read_the_tier_could_not_track_does_not_fill_l1(tracking: Rig) -> None:
+    tracking.l2.plant("k", "v")
+    untracked = FakeL2(tracking.clock, data=tracking.l2.data)
+
+    def answer_untracked(request: Any) -> object:
+        reply = untracked(request)
+        return (reply[0], False) if isinstance(request, Fill) else reply
+
+    assert drive(tracking.policy.get("k", "ns"), answer_untracked) == Success("v")
+    assert tracking.l1.get("k") is MISSING
+
+
+def test_in_tracking_mode_a_write_is_read_back_tracked_and_kept_in_l1(tracking: Rig) -> None:
+    tracking.l1.put("k", "old", ttl=None)
+    assert tracking.set("k", "new", ttl=5) == Success(True)
+    [request] = tracking.l2.requests
+    assert isinstance(request, Fill)
+    assert request.command == ("GET", "k")
+    assert request.write is not None
+    assert request.write[:2] == ("SET", "k")
+    assert request.write[3:] == ("PX", 5000)
+    assert tracking.l2.published == []
+    assert tracking.l1.get("k") == "new"
+
+
+def test_a_write_the_tier_could_not_track_drops_the_own_l1_copy(tracking: Rig) -> None:
+    tracking.l1.put("k", "old", ttl=None)
+
+    def answer_untracked(request: Any) -> object:
+        assert isinstance(request, Fill)
+        assert request.write is not None
+        return tracking.l2(request.write), False
+
+    assert drive(tracking.policy.set("k", "ns", "new", None), answer_untracked) == Success(True)
+    assert tracking.l2.payload("k") == b"new"
+    assert tracking.l1.get("k") is MISSING
+
+
+def test_in_tracking_mode_set_many_publishes_nothing(tracking: Rig) -> None:
+    assert tracking.run(tracking.policy.set_many([("a", "ns", "A"), ("b", "ns", "B")], None))
+    assert tracking.l2.requests == [
+        ("MSET", "a", tracking.l2.data["a"][0], "b", tracking.l2.data["b"][0])
+    ]
+    assert tracking.l2.published == []

@@ -96,7 +96,9 @@ def test_max_connections_bounds_sixteen_threads_and_waiting_is_not_an_outage(
 async def test_max_connections_bounds_two_hundred_tasks_without_opening_the_circuit(
     redis_url: str,
 ) -> None:
-    cache = AsyncTieredCache.from_url(redis_url, l1_maxsize=0, max_connections=3, socket_timeout=5)
+    cache = AsyncTieredCache.from_url(
+        redis_url, l1_maxsize=0, max_connections=3, socket_timeout=5, connect_timeout=5
+    )
     raw = redis.Redis.from_url(redis_url)
     try:
         results = await asyncio.gather(
