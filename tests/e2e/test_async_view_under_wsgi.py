@@ -121,7 +121,7 @@ def _free_port() -> int:
 def _serve(site: Site, count: int) -> tuple[set[int], int]:
     """Send `count` requests from 8 threads (all must answer 200).
 
-    Return the pids that answered and the highest visit count they read from the cache.
+    Return the pids that answered and the highest visit count they reported.
     """
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: site.get(), range(count)))
@@ -155,8 +155,8 @@ def test_five_thousand_async_requests_leave_connections_and_fds_flat(
         f"worker fds {sorted(fds_before.values())} -> {sorted(fds_after.values())}"
     )
     assert answered == set(fds_before) == set(fds_after), "the same workers served throughout"
-    # The visit counter lives only in Redis (L1 is off): it grew, so the cache really ran.
-    assert visits >= REQUESTS // 2
+    # The visit counter lives in Redis (and the warm-up counted too): the cache really ran.
+    assert visits >= REQUESTS
     assert clients_after <= clients_before + WORKERS * SLACK_PER_WORKER
     for pid, fds in fds_after.items():
         assert fds <= fds_before[pid] + SLACK_PER_WORKER, (
