@@ -265,6 +265,8 @@ class TieredCache(DjangoRedisAPI):
         only_if_absent: bool = False,
         only_if_present: bool = False,
     ) -> Flow[bool]:
+        if only_if_absent and only_if_present:
+            raise ValueError(f"set() of key {key!r}: nx and xx exclude each other")
         full, namespace = self._resolve(key, version)
         seconds = self.get_backend_timeout(timeout)
         condition = {"only_if_absent": only_if_absent, "only_if_present": only_if_present}

@@ -105,17 +105,13 @@ def _lines(key: str, title: str, series: list[Series], top: float, scale: str) -
         run: list[tuple[float, float]] = []
         for index, value in enumerate([*layer.values, None]):
             if value is None:
-                if len(run) == 1:  # a lone minute: a dot, not an invisible line
+                if len(run) == 1:  # a lone minute: a dash across its slot, not a dot
                     x, y = run[0]
-                    shapes.append(
-                        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{layer.colour}" '
-                        'vector-effect="non-scaling-stroke"/>'
-                    )
-                elif run:
+                    run = [(x - slot / 2, y), (x + slot / 2, y)]
+                if run:
                     shapes.append(
                         f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in run)}" '
-                        f'fill="none" '
-                        f'stroke="{layer.colour}" stroke-width="2" '
+                        f'fill="none" stroke="{layer.colour}" stroke-width="{3 if len(run) == 2 else 2}" '
                         'vector-effect="non-scaling-stroke"/>'
                     )
                 run = []

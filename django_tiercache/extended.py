@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["ClientView", "DjangoRedisAPI"]
 
 T = TypeVar("T")
-Expiry = float | int | None | object  # seconds, None (never), or DEFAULT_TIMEOUT
+Expiry = float | int | timedelta | None | object  # relative; None: never; or DEFAULT_TIMEOUT
 When = datetime | int | float  # an absolute time: a datetime, or Unix seconds (or ms)
 _GLOB_CHARS = frozenset("*?[]\\")
 
@@ -55,10 +55,13 @@ def _whole(left: object, unit: int) -> int | None:
     return max(0, round(left * unit))
 
 
-def _seconds_until(when: When, unit: int) -> float:
+def _seconds_until(key: Any, when: When, unit: int) -> float:
     """Return the seconds from now to `when` (a datetime, or a Unix time in 1/unit s)."""
-    at = when.timestamp() if isinstance(when, datetime) else when / unit
-    return at - time.time()
+    if isinstance(when, datetime):
+        return when.timestamp() - time.time()
+    if isinstance(when, bool) or not isinstance(when, int | float):
+        raise TypeError(f"expiry time for key {key!r} must be a datetime or a number, not {when!r}")
+    return when / unit - time.time()
 
 
 class ClientView:
@@ -154,50 +157,60 @@ class DjangoRedisAPI(BaseCache):
             return removed.map(bool)
         return (yield from self._policy.expire(full, namespace, seconds))
 
-    def _seconds(self, timeout: Expiry, unit: int) -> float | None:
+    def _seconds(self, key: Any, timeout: Expiry, unit: int) -> float | None:
+        """Return a relative timeout (in 1/unit s, or a timedelta) in seconds."""
         if timeout is DEFAULT_TIMEOUT:
-            timeout = self.default_timeout
+            return self.default_timeout  # the cache's TIMEOUT, in seconds whatever the unit
         if timeout is None:
             return None
-        assert isinstance(timeout, int | float)
+        if isinstance(timeout, timedelta):
+            return timeout.total_seconds()
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise TypeError(
+                f"timeout for key {key!r} must be a number or a timedelta, not {timeout!r}"
+            )
         return timeout / unit
 
     def expire(self, key: Any, timeout: Expiry, version: int | None = None) -> bool:
         """Make `key` expire in `timeout` seconds; return False if there is no such key."""
-        return self._run(self._expire(key, self._seconds(timeout, 1), version), "expire", False)
+        return self._run(
+            self._expire(key, self._seconds(key, timeout, 1), version), "expire", False
+        )
 
     async def aexpire(self, key: Any, timeout: Expiry, version: int | None = None) -> bool:
         """Make `key` expire in `timeout` seconds; return False if there is no such key."""
-        flow = self._expire(key, self._seconds(timeout, 1), version)
+        flow = self._expire(key, self._seconds(key, timeout, 1), version)
         return await self._arun(flow, "expire", False)
 
     def pexpire(self, key: Any, timeout: Expiry, version: int | None = None) -> bool:
         """Make `key` expire in `timeout` milliseconds; False if there is no such key."""
-        flow = self._expire(key, self._seconds(timeout, 1000), version)
+        flow = self._expire(key, self._seconds(key, timeout, 1000), version)
         return self._run(flow, "pexpire", False)
 
     async def apexpire(self, key: Any, timeout: Expiry, version: int | None = None) -> bool:
         """Make `key` expire in `timeout` milliseconds; False if there is no such key."""
-        flow = self._expire(key, self._seconds(timeout, 1000), version)
+        flow = self._expire(key, self._seconds(key, timeout, 1000), version)
         return await self._arun(flow, "pexpire", False)
 
     def expire_at(self, key: Any, when: When, version: int | None = None) -> bool:
         """Make `key` expire at `when` (a datetime or Unix seconds); False if absent."""
-        return self._run(self._expire(key, _seconds_until(when, 1), version), "expire_at", False)
+        return self._run(
+            self._expire(key, _seconds_until(key, when, 1), version), "expire_at", False
+        )
 
     async def aexpire_at(self, key: Any, when: When, version: int | None = None) -> bool:
         """Make `key` expire at `when` (a datetime or Unix seconds); False if absent."""
-        flow = self._expire(key, _seconds_until(when, 1), version)
+        flow = self._expire(key, _seconds_until(key, when, 1), version)
         return await self._arun(flow, "expire_at", False)
 
     def pexpire_at(self, key: Any, when: When, version: int | None = None) -> bool:
         """Make `key` expire at `when` (a datetime or Unix milliseconds); False if absent."""
-        flow = self._expire(key, _seconds_until(when, 1000), version)
+        flow = self._expire(key, _seconds_until(key, when, 1000), version)
         return self._run(flow, "pexpire_at", False)
 
     async def apexpire_at(self, key: Any, when: When, version: int | None = None) -> bool:
         """Make `key` expire at `when` (a datetime or Unix milliseconds); False if absent."""
-        flow = self._expire(key, _seconds_until(when, 1000), version)
+        flow = self._expire(key, _seconds_until(key, when, 1000), version)
         return await self._arun(flow, "pexpire_at", False)
 
     def persist(self, key: Any, version: int | None = None) -> bool:

@@ -66,16 +66,23 @@ class RequestScope:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # a view may hand cache calls to threads
-        self._events: dict[AliasMetrics, Counter[_Event]] = {}
+        # One flat dict: each count is one lookup under the lock (it is on every hit).
+        self._counts: dict[tuple[AliasMetrics, _Event], int] = {}
         self.cache_seconds = 0.0
 
     def add(self, metrics: AliasMetrics, event: _Event, amount: int = 1) -> None:
         """Count one event of `metrics`' alias."""
+        key = (metrics, event)
         with self._lock:
-            events = self._events.get(metrics)
-            if events is None:
-                events = self._events[metrics] = Counter()
-            events[event] += amount
+            self._counts[key] = self._counts.get(key, 0) + amount
+
+    def _by_alias(self) -> dict[AliasMetrics, Counter[_Event]]:
+        with self._lock:
+            counts = list(self._counts.items())
+        by_alias: dict[AliasMetrics, Counter[_Event]] = {}
+        for (metrics, event), count in counts:
+            by_alias.setdefault(metrics, Counter())[event] += count
+        return by_alias
 
     def add_time(self, seconds: float) -> None:
         """Add time spent waiting for Redis."""
@@ -86,22 +93,19 @@ class RequestScope:
         """Return this request's hits, misses and errors over every alias and namespace."""
         row: Counter[str] = Counter()
         with self._lock:
-            for events in self._events.values():
-                for event, count in events.items():
-                    if event[0] in counters.COUNTERS:
-                        row[event[0]] += count
+            for (_, event), count in self._counts.items():
+                if event[0] in counters.COUNTERS:
+                    row[event[0]] += count
         return counters.stats_of(row)
 
     def events(self) -> list[tuple[_Event, int]]:
         """Return what was counted so far, over every alias."""
         with self._lock:
-            return [pair for events in self._events.values() for pair in events.items()]
+            return [(event, count) for (_, event), count in self._counts.items()]
 
     def forward(self, outer: RequestScope | None) -> None:
         """Hand what this scope counted to `outer`, or to the process counters."""
-        with self._lock:
-            events = {metrics: Counter(counted) for metrics, counted in self._events.items()}
-        for metrics, counted in events.items():
+        for metrics, counted in self._by_alias().items():
             if outer is None:
                 metrics.merge_request(counted, None)
                 continue
@@ -112,8 +116,7 @@ class RequestScope:
 
     def commit(self, view: str | None) -> list[AliasMetrics]:
         """Merge the counts into each alias's process counters; return those aliases."""
-        with self._lock:
-            events = {metrics: Counter(counted) for metrics, counted in self._events.items()}
+        events = self._by_alias()
         for metrics, counted in events.items():
             metrics.merge_request(counted, view or UNRESOLVED_VIEW)
         return list(events)

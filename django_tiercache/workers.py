@@ -34,8 +34,7 @@ def probe_of(assembly: Assembly, node: str) -> tuple[dict[str, object], dict[str
         "bus_last_error": health["bus_last_error"],
     }
     totals = {
-        # `MemoryTier.evictions` comes with the L1 rework; until then it reads 0.
-        counters.EVICTIONS: int(getattr(l1, "evictions", 0)) if l1 is not None else 0,
+        counters.EVICTIONS: l1.evictions if l1 is not None else 0,
         counters.INVALIDATIONS: health["bus_messages"],
         counters.BUS_RECONNECTS: health["bus_reconnects"],
         counters.STAMPEDE_JOINS: assembly.stampede.joins,

@@ -99,8 +99,7 @@ def instrument(cache: Instrumented, *, name: str = "default", meter: Meter | Non
         return cache.breaker.outages if cache.breaker is not None else 0
 
     def evictions() -> int:
-        # `MemoryTier.evictions` comes with the L1 rework; until then it reads 0.
-        return int(getattr(cache.l1, "evictions", 0)) if cache.l1 is not None else 0
+        return cache.l1.evictions if cache.l1 is not None else 0
 
     meter.create_observable_counter(
         "tiercache.requests", [requests], unit="{lookup}", description="Cache lookups"

@@ -63,6 +63,12 @@ def test_expire_pexpire_and_persist_change_the_ttl_and_report_a_missing_key() ->
     assert 20_000 < cache.pttl("a") <= 20_500
     assert cache.expire("a", DEFAULT_TIMEOUT) is True
     assert cache.ttl("a") == cache.default_timeout
+    assert cache.pexpire("a", DEFAULT_TIMEOUT) is True  # the TIMEOUT, in seconds still
+    assert cache.ttl("a") == cache.default_timeout
+    assert cache.expire("a", datetime.timedelta(minutes=1)) is True
+    assert cache.ttl("a") == 60
+    with pytest.raises(TypeError, match="key 'a' must be a number or a timedelta"):
+        cache.expire("a", "soon")
     assert cache.persist("a") is True
     assert cache.ttl("a") is None
     assert cache.persist("a") is False  # no expiry left to remove, as Redis says
@@ -83,6 +89,8 @@ def test_expire_at_takes_a_datetime_or_a_unix_time_and_the_past_deletes() -> Non
     assert cache.expire_at("a", int(in_an_hour.timestamp()) - 7200) is True
     assert cache.get("a") is None
     assert cache.expire_at("a", in_an_hour) is False
+    with pytest.raises(TypeError, match="key 'a' must be a datetime or a number"):
+        cache.pexpire_at("a", "tomorrow")
 
 
 def test_no_write_of_the_extended_api_leaves_a_stale_l1_copy(two_caches: tuple[Any, Any]) -> None:
@@ -125,6 +133,8 @@ def test_set_with_nx_and_xx_returns_whether_it_stored() -> None:
     assert cache.set("a", 3, xx=True) is True
     assert cache.get("a") == 3
     assert cache.set("b", 4) is True
+    with pytest.raises(ValueError, match="key 'b': nx and xx exclude each other"):
+        cache.set("b", 5, nx=True, xx=True)
 
 
 def test_set_nx_with_a_negative_timeout_keeps_an_existing_value() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 from django.core.cache import cache
@@ -162,3 +165,33 @@ def test_a_breaker_outage_is_counted_once_and_its_state_shown_per_node(settings:
         dict(labels) for (name, labels) in samples if name == "tiercache_breaker_open"
     ]
     assert node_labels["node"].startswith("redis://")
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def _exposed_names() -> set[str]:
+    names = set()
+    for family in TiercacheCollector().describe():
+        suffix = "_total" if family.type == "counter" else ""
+        names.add(family.name + suffix)
+    return names
+
+
+def test_the_docs_cover_every_metric_name() -> None:
+    text = (DOCS / "observability.md").read_text()
+
+    missing = [name for name in sorted(_exposed_names()) if f"`{name}`" not in text]
+    assert not missing
+
+
+def test_the_grafana_dashboard_uses_only_exposed_names() -> None:
+    dashboard = json.loads((DOCS / "grafana-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"\btiercache_[a-z0-9_]+", expr)}
+    known = _exposed_names() | {
+        f"tiercache_operation_seconds_{part}" for part in ("bucket", "sum", "count")
+    }
+
+    assert used
+    assert used <= known, used - known

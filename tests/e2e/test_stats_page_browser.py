@@ -1,7 +1,12 @@
-"""The stats page in a real headless Chromium: log in, see the namespaces, reset."""
+"""The stats page in a real headless Chromium: log in, see the namespaces, charts, workers, reset.
+
+Screenshots of the page at 1280 px and 375 px are kept in `artifacts/screenshots/`
+(or `$TIERCACHE_ARTIFACTS/screenshots/`) for a person to look at.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +27,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 STATS = "/admin/django_tiercache/cachestats/"
+ARTIFACTS = Path(
+    os.environ.get("TIERCACHE_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts")
+)
 PHONE = {"width": 375, "height": 740}
 
 pytestmark = [
@@ -104,3 +112,70 @@ def test_the_admin_index_links_to_the_stats_page(page: Page, live_server: Any) -
 
     page.wait_for_url(f"{live_server.url}{STATS}")
     assert page.locator("h1").inner_text() == "Cache statistics"
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_charts_workers_and_error_kinds_read_at_any_width(
+    browser: Browser, live_server: Any, redis_url: str, width: int
+) -> None:
+    import redis
+    from django.core.cache import cache
+
+    from django_tiercache.metrics import metrics_for
+
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    base = live_server.url
+    try:
+        for path in ("/user-and-provider/", "/accounts/", "/user-and-provider/", "/accounts/"):
+            assert page.goto(base + path).ok
+        with redis.Redis.from_url(redis_url) as client:
+            client.set("dj::1:provider:13", b"not a signed pickle")
+        assert cache.get("provider:13") is None  # corrupt: counted as an error
+        metrics_for("default").push()  # what the pusher thread does every few seconds
+
+        _log_in(page, base)
+
+        charts = page.locator("figure[data-chart]")
+        assert charts.count() == 4
+        for index in range(4):
+            chart = charts.nth(index)
+            assert chart.is_visible()
+            box = chart.locator("svg").bounding_box()
+            assert box is not None
+            assert 0 < box["width"] <= width
+        assert page.locator('figure[data-chart="lookups"] svg rect').count() >= 1
+        assert (
+            page.locator(
+                'figure[data-chart="hit-rate"] svg polyline, figure[data-chart="hit-rate"] svg circle'
+            ).count()
+            >= 1
+        )
+
+        worker = page.locator("tr[data-worker]")
+        assert worker.count() == 1
+        assert str(os.getpid()) in worker.inner_text()
+        assert "stale" not in worker.inner_text()
+
+        kind = page.locator('th[data-kind="CorruptData"]')
+        kind.scroll_into_view_if_needed()
+        assert kind.is_visible()  # a column a finger can reach, not a hover tooltip
+        row = page.locator('tr[data-namespace="provider"]')
+        assert row.locator("td.tc-kind").inner_text() == "1"
+
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, "the page itself must not scroll sideways"
+
+        page.evaluate("window.scrollTo(0, 0)")
+        shots = ARTIFACTS / "screenshots"
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / f"stats-page-{width}px.png"), full_page=True)
+        page.locator(".tc-charts").screenshot(path=str(shots / f"charts-{width}px.png"))
+        for table in ("tc-workers", "tc-namespaces"):
+            page.evaluate(f"document.querySelector('.{table}').parentElement.scrollLeft = 0")
+            page.locator(f".tc-scroll:has(.{table})").screenshot(
+                path=str(shots / f"{table.removeprefix('tc-')}-{width}px.png")
+            )
+    finally:
+        context.close()
