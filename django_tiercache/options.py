@@ -17,8 +17,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from redis.connection import parse_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.connection import parse_url
 
 from django_tiercache.compat import locations, translate
 from tiercache import CacheOptions
