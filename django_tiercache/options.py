@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from redis.connection import parse_url
+from redis import ConnectionPool
 
 from django_tiercache.compat import locations, translate
 from tiercache import CacheOptions
@@ -125,7 +125,7 @@ def location_problem(location: object) -> str | None:
     if database and not database.isdigit():
         return f"the database {database!r} is not a number"
     try:
-        parse_url(location)  # what redis-py would refuse when the cache is built
+        ConnectionPool.from_url(location)  # what redis-py refuses when the cache is built
     except ValueError as error:
         return str(error).rstrip(".")
     return None
