@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 __all__ = [
     "EXPIRE",
@@ -46,8 +46,8 @@ class Fill:
 
     @property
     def keys(self) -> tuple[str, ...]:
-        """Return the keys the read names."""
-        return tuple(str(key) for key in self.command[1:])
+        """Return the keys the read names (the policy builds reads of str keys)."""
+        return cast("tuple[str, ...]", self.command[1:])
 
 
 Request = Command | list[Command] | Fill

@@ -32,6 +32,9 @@ Outcome = Result[T, CacheError] | Flow[T]
 
 _SCAN_COUNT = 1000
 _DELETE_BATCH = 500
+#: Largest value a tracked `set` reads back to keep in L1 (see `_write_tracked`); a larger
+#: one is written alone and dropped from L1, rather than sent back over the wire.
+_READ_BACK_LIMIT = 64 * 1024
 
 
 class InvalidationBus(Protocol):
@@ -477,7 +480,7 @@ class TierPolicy:
             command += ("XX",)
         keep = l1 is not None and self.bus.fills_allowed()
         try:
-            if l1 is not None and self.bus.tracks:
+            if l1 is not None and self.bus.tracks and len(wrapped) <= _READ_BACK_LIMIT:
                 stored, keep = yield from self._write_tracked(command, key, wrapped)
             else:
                 [stored, *_] = yield from self._write([command], "keys", (key,))

@@ -74,6 +74,22 @@ class _Subscriber:
             except (TypeError, ValueError, AttributeError):  # closed by `interrupt` meanwhile
                 raise rex.ConnectionError("the connection was closed") from None
 
+    def receive(self, timeout: float) -> Invalidation | Pong | None:
+        """Return the next invalidation, PONG, or None (nothing within `timeout` s)."""
+        reply = self._next(timeout)
+        if not isinstance(reply, list) or len(reply) < 2:
+            return None
+        kind = _text(reply[0])
+        if kind == "pong":  # RESP2, subscribed
+            return PONG
+        if kind == "message" and len(reply) == 3:
+            return self._decode(reply[2])
+        return None
+
+    def _decode(self, payload: object) -> Invalidation | None:
+        """Return the invalidation a message's payload says, or None."""
+        raise NotImplementedError
+
     def ping(self) -> None:
         """Send a PING; in subscribed mode its answer arrives as a pong message."""
         with _translated():
@@ -110,7 +126,7 @@ class TrackingSubscriber(_Subscriber):
             replies = self._open(
                 [
                     ("CLIENT", "ID"),
-                    ("CLIENT", "SETNAME", "tiercache-invalidate"),
+                    ("CLIENT", "SETNAME", f"tiercache-invalidate-{self._tracking.bus.instance_id}"),
                     # A probe: a server (or an ACL) that refuses tracking says so here.
                     ("CLIENT", "TRACKING", "ON", "OPTIN"),
                     ("CLIENT", "TRACKING", "OFF"),
@@ -126,22 +142,13 @@ class TrackingSubscriber(_Subscriber):
             raise CacheError(f"unexpected answer to CLIENT ID: {client_id!r}")
         self._tracking.redirect_to(client_id)
 
-    def receive(self, timeout: float) -> Invalidation | Pong | None:
-        """Return the next invalidation (keys, or a flush), PONG, or None."""
-        reply = self._next(timeout)
-        if not isinstance(reply, list) or len(reply) < 2:
-            return None
-        kind = _text(reply[0])
-        if kind == "pong":
-            return PONG
-        if kind != "message" or len(reply) != 3:
-            return None
-        keys = reply[2]
-        if keys is None:  # FLUSHDB, FLUSHALL: every tracked key of the node is gone
+    def _decode(self, payload: object) -> Invalidation | None:
+        """Return the keys Redis says changed, or a flush (a null payload)."""
+        if payload is None:  # FLUSHDB, FLUSHALL: every tracked key of the node is gone
             return Invalidation("", "clear")
-        if not isinstance(keys, list):
+        if not isinstance(payload, list):
             return None
-        return Invalidation("", "keys", tuple(_text(key) for key in keys))
+        return Invalidation("", "keys", tuple(_text(key) for key in payload))
 
 
 class BroadcastSubscriber(_Subscriber):
@@ -160,15 +167,6 @@ class BroadcastSubscriber(_Subscriber):
         del named  # a server without CLIENT still serves broadcast
         _subscribed(reply)
 
-    def receive(self, timeout: float) -> Invalidation | Pong | None:
-        """Return the next invalidation another process published, PONG, or None."""
-        reply = self._next(timeout)
-        if not isinstance(reply, list) or len(reply) < 2:
-            return None
-        kind = _text(reply[0])
-        if kind == "pong":
-            return PONG
-        if kind == "message" and len(reply) == 3:
-            data = reply[2]
-            return decode(data if isinstance(data, bytes) else str(data).encode())
-        return None
+    def _decode(self, payload: object) -> Invalidation | None:
+        """Return the invalidation another process published, or None if not ours."""
+        return decode(payload if isinstance(payload, bytes) else str(payload).encode())

@@ -34,7 +34,7 @@ from tiercache.errors import (
     NotAnInteger,
 )
 from tiercache.topology import Topology
-from tiercache.tracking import Claim, Tracking
+from tiercache.tracking import Claim, Tracking, packed
 
 __all__ = ["AsyncRedisTier", "RedisTier", "error_from"]
 
@@ -240,10 +240,7 @@ class RedisTier(_Boundary):
 
     @staticmethod
     def _roundtrip(connection: Any, commands: Sequence[Command]) -> list[object]:
-        if len(commands) == 1:
-            connection.send_command(*commands[0])
-        else:
-            connection.send_packed_command(connection.pack_commands(commands))
+        connection.send_packed_command(packed(connection, commands), check_health=False)
         replies: list[object] = []
         for _ in commands:
             try:
@@ -359,10 +356,7 @@ class AsyncRedisTier(_Boundary):
 
     @staticmethod
     async def _roundtrip(connection: Any, commands: Sequence[Command]) -> list[object]:
-        if len(commands) == 1:
-            await connection.send_command(*commands[0])
-        else:
-            await connection.send_packed_command(connection.pack_commands(commands))
+        await connection.send_packed_command(packed(connection, commands), check_health=False)
         replies: list[object] = []
         for _ in commands:
             try:

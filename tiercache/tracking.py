@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -160,13 +159,20 @@ class Tracking:
         return hearing and self.redirect_id is not None
 
     def _slot_of(self, key: str) -> _Slot:
+        # hash() is stable within a process (all that "always the same one" needs).
         slots = self._slots
-        return slots[zlib.crc32(key.encode()) % len(slots)] if len(slots) > 1 else slots[0]
+        return slots[hash(key) % len(slots)] if len(slots) > 1 else slots[0]
 
     def claim(self, fill: Fill) -> Claim | None:
         """Take the fill connections of `fill`'s keys, or None if one of them is busy."""
+        keys = fill.keys
+        if len(keys) == 1 or len(self._slots) == 1:  # the usual case: one connection
+            slot = self._slot_of(keys[0])
+            if not slot.lock.acquire(blocking=False):
+                return None
+            return Claim(fill, ((slot, keys),))
         grouped: dict[_Slot, list[str]] = {}
-        for key in fill.keys:
+        for key in keys:
             grouped.setdefault(self._slot_of(key), []).append(key)
         taken: list[_Slot] = []
         for slot in grouped:
@@ -205,15 +211,15 @@ class Tracking:
                 commands: list[Command] = []
                 if slot.generation != generation:
                     commands += [
-                        ("CLIENT", "SETNAME", "tiercache-fill"),
+                        ("CLIENT", "SETNAME", f"tiercache-fill-{self.bus.instance_id}"),
                         # NOLOOP: a write sent here (see `Fill.write`) is not echoed back.
                         ("CLIENT", "TRACKING", "ON", "REDIRECT", redirect or 0, "OPTIN", "NOLOOP"),
                     ]
                 if claim.fill.write is not None:
                     commands.append(claim.fill.write)
-                commands += [("CLIENT", "CACHING", "YES"), (kind, *keys)]
+                commands += [_CACHING_YES, (kind, *keys)]
                 connection = slot.connection
-                connection.send_packed_command(connection.pack_commands(commands))
+                connection.send_packed_command(packed(connection, commands), check_health=False)
                 sent.append((slot, keys, connection, len(commands)))
             found: dict[str, object] = {}
             error: rex.ResponseError | None = None
@@ -270,13 +276,14 @@ class Tracking:
         slot.orphans |= slot.covered
         slot.covered = set()
         if connection is not None:
-            self.lost += 1
             with contextlib.suppress(rex.RedisError, OSError):
                 connection.disconnect()
         self.forget_held()  # no echo comes for what Redis stopped tracking
         if answered:
             orphans, slot.orphans = slot.orphans, set()
             self.bus.drop(orphans)
+        if connection is not None:
+            self.lost += 1  # counted once its copies are gone (tests wait on it)
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -332,6 +339,18 @@ class Tracking:
         self.forget()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
+
+
+_CACHING_YES: Command = ("CLIENT", "CACHING", "YES")
+
+
+def packed(connection: Any, commands: Iterable[Command]) -> list[bytes]:
+    """Return `commands` encoded for `connection` as one buffer: one send, one segment.
+
+    `Connection.pack_command` is hiredis's packer when it is installed;
+    `pack_commands` re-chunks in Python, which costs more than the round trip saves.
+    """
+    return [b"".join(chunk for command in commands for chunk in connection.pack_command(*command))]
 
 
 def _read(connection: Any) -> object:

@@ -300,7 +300,7 @@ def test_killed_invalidation_connection_leaves_no_stale_read(
 ) -> None:
     raw.set("tc:k", "old")
     hold(cache, "k", "old")
-    raw.client_kill_filter(_id=client_id(raw, "tiercache-invalidate"))
+    raw.client_kill_filter(_id=client_id(raw, f"tiercache-invalidate-{cache.bus.instance_id}"))
     raw.set("tc:k", "new")  # nobody can tell us now
     wait_until(lambda: cache.bus.reconnects >= 1 and cache.bus.healthy)
     assert success_of(cache.get("k")) == "new"
@@ -316,7 +316,7 @@ def test_killed_fill_connection_leaves_no_stale_read(redis_url: str, raw: redis.
     try:
         raw.set("tc:k", "old")
         hold(cache, "k", "old")
-        raw.client_kill_filter(_id=client_id(raw, "tiercache-fill"))
+        raw.client_kill_filter(_id=client_id(raw, f"tiercache-fill-{cache.bus.instance_id}"))
         raw.set("tc:k", "new")  # Redis forgot who read it: no message comes
         assert cache.bus.tracking is not None
         wait_until(lambda: cache.bus.tracking is not None and cache.bus.tracking.lost >= 1)
