@@ -10,46 +10,29 @@ from __future__ import annotations
 import http.client
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import redis
 
-from tests.redis_server import RedisServer, port_is_free
+from benchmarks.site import gunicorn
+from tests.redis_server import RedisServer
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 4
 WARM_UP = 200
 REQUESTS = 5_000
-#: Connections a worker may hold at rest (sync pool, loop client being closed, listener).
+#: Connections or fds a worker may hold beyond the baseline (a loop's client being closed).
 SLACK_PER_WORKER = 3
 
 
-class Site:
+class Site(NamedTuple):
     """gunicorn with sync workers serving tests/e2e/async_view_site.py."""
 
-    def __init__(self, redis_url: str, port: int) -> None:
-        self.port = port
-        self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("gunicorn")),
-                "--workers",
-                str(WORKERS),
-                "--worker-class",
-                "sync",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--log-level",
-                "warning",
-                "tests.e2e.async_view_site:application",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "TIERCACHE_TEST_REDIS_URL": redis_url},
-        )
+    port: int
+    master: subprocess.Popen[bytes]
 
     def get(self) -> tuple[int, str]:
         """GET / once (a sync worker closes every connection) and return status and body."""
@@ -60,17 +43,6 @@ class Site:
             return response.status, response.read().decode()
         finally:
             connection.close()
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "gunicorn exited"
-            try:
-                self.get()
-                return
-            except OSError:
-                time.sleep(0.1)
-        pytest.fail("gunicorn did not answer within 30 s")
 
     def worker_pids(self) -> list[int]:
         """Return the pids of the master's children (the workers)."""
@@ -83,7 +55,7 @@ class Site:
             except OSError:
                 continue
             # Field 4 (ppid) follows the command name in parentheses.
-            if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
+            if int(stat.rsplit(")", 1)[1].split()[1]) == self.master.pid:
                 pids.append(int(entry.name))
         return sorted(pids)
 
@@ -91,31 +63,13 @@ class Site:
         """Return each worker's number of open file descriptors."""
         return {pid: len(os.listdir(f"/proc/{pid}/fd")) for pid in self.worker_pids()}
 
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
 
 @pytest.fixture
 def site(private_redis: RedisServer) -> Iterator[Site]:
     """The site on a Redis of this test alone: its client count is the site's."""
-    running = Site(private_redis.url, _free_port())
-    try:
-        running.wait_ready()
-        yield running
-    finally:
-        running.stop()
-
-
-def _free_port() -> int:
-    for port in range(21000 + os.getpid() % 1000 * 7, 65000):
-        if port_is_free(port):
-            return port
-    raise RuntimeError("no free port")
+    app = "tests.e2e.async_view_site:application"
+    with gunicorn(app, {"TIERCACHE_TEST_REDIS_URL": private_redis.url}, WORKERS) as served:
+        yield Site(*served)
 
 
 def _serve(site: Site, count: int) -> tuple[set[int], int]:
@@ -131,11 +85,8 @@ def _serve(site: Site, count: int) -> tuple[set[int], int]:
 
 
 def _redis_clients(redis_url: str) -> int:
-    probe = redis.Redis.from_url(redis_url)
-    try:
+    with redis.Redis.from_url(redis_url) as probe:
         return int(probe.info("clients")["connected_clients"]) - 1  # not this probe
-    finally:
-        probe.close()
 
 
 def test_five_thousand_async_requests_leave_connections_and_fds_flat(
