@@ -3,10 +3,10 @@
 Two pairs, each timed in alternating rounds (median of the rounds):
 
 - core `TieredCache.get`, an L1 hit: plain, versus `tiercache.otel.instrument`ed with
-  an OpenTelemetry SDK reader collecting every 50 ms in a background thread;
+  an OpenTelemetry SDK reader collecting every second in a background thread;
 - the Django backend's `cache.get`, an L1 hit inside a request scope (as under the
-  middleware): plain, versus the same with the pusher thread pushing every 50 ms and a
-  thread scraping `TiercacheCollector` every 50 ms.
+  middleware): plain, versus the same with a thread pushing into Redis and scraping
+  `TiercacheCollector` every second (`--every`; the defaults are 5 s and 15 s).
 
 The target is a ratio (on/off) of at most 1.1: recording is the same plain counting
 either way; export reads the counters from other threads.
@@ -24,14 +24,23 @@ from dataclasses import dataclass
 
 from benchmarks.redis_process import private_redis
 
-HITS = 20_000
+HITS = 200_000
+EVERY = 1.0  # seconds between two collections of the export thread
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run both pairs and print per-hit times and ratios."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.export")
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument(
+        "--every",
+        type=float,
+        default=1.0,
+        help="seconds between two collections/pushes/scrapes (Prometheus scrapes every 15 s)",
+    )
     args = parser.parse_args(argv)
+    global EVERY  # noqa: PLW0603 - one knob for the background threads of this run
+    EVERY = args.every
     with private_redis() as base:
         url = f"{base}/0"
         core = _pair(_core_hit(url, export=False), _core_hit(url, export=True), args.rounds)
@@ -129,14 +138,14 @@ def _django_hit(url: str, *, export: bool) -> Subject:
 
 
 def _background(work: Callable[[], object]) -> tuple[Callable[[], None], Callable[[], None]]:
-    """Return (start, stop) of a thread doing `work` every 50 ms, as a collector would."""
+    """Return (start, stop) of a thread doing `work` every `EVERY` s, as a collector would."""
     state: dict[str, object] = {}
 
     def start() -> None:
         stop = threading.Event()
 
         def loop() -> None:
-            while not stop.wait(0.05):
+            while not stop.wait(EVERY):
                 work()
 
         thread = threading.Thread(target=loop, daemon=True)

@@ -34,6 +34,7 @@ __all__ = [
     "SERIES_MINUTES",
     "CounterStore",
     "Execute",
+    "Push",
     "RedisCounterStore",
     "StoreSnapshot",
 ]
@@ -80,6 +81,22 @@ return redis.call('INCR', KEYS[2])
 
 
 @dataclass(frozen=True)
+class Push:
+    """What one process adds in one push."""
+
+    #: Counter deltas since the last push that went through.
+    deltas: Mapping[str, int]
+    #: What the current minute's bucket keeps of them (`metrics` picks it).
+    minute_deltas: Mapping[str, int]
+    #: The reset epoch the deltas belong to ('': not known yet).
+    epoch: str
+    #: "host:pid" of the pushing process.
+    process: str
+    #: Its gauges for the per-worker table.
+    report: Mapping[str, object]
+
+
+@dataclass(frozen=True)
 class StoreSnapshot:
     """What the store holds: summed counters, workers' reports, the last hour."""
 
@@ -96,16 +113,8 @@ class StoreSnapshot:
 class CounterStore(Protocol):
     """The port the metrics push into and read from; never raises for its backend."""
 
-    def add(
-        self,
-        deltas: Mapping[str, int],
-        minute_deltas: Mapping[str, int],
-        *,
-        epoch: str,
-        process: str,
-        report: Mapping[str, object],
-    ) -> Result[str, CacheError]:
-        """Add the deltas unless a reset happened since `epoch`; return the epoch."""
+    def add(self, push: Push) -> Result[str, CacheError]:
+        """Add the push's deltas unless a reset happened since its epoch; return the epoch."""
         ...
 
     def read(self) -> Result[StoreSnapshot, CacheError]:
@@ -134,23 +143,15 @@ class RedisCounterStore:
         """Return the key of one minute's bucket."""
         return f"{self.key}:m:{minute}"
 
-    def add(
-        self,
-        deltas: Mapping[str, int],
-        minute_deltas: Mapping[str, int],
-        *,
-        epoch: str,
-        process: str,
-        report: Mapping[str, object],
-    ) -> Result[str, CacheError]:
-        """Add the deltas unless a reset happened since `epoch` ('': unknown)."""
+    def add(self, push: Push) -> Result[str, CacheError]:
+        """Add the push's deltas unless a reset happened since its epoch; return the epoch."""
         now = self._clock()
-        pairs = [(name, delta) for name, delta in deltas.items() if delta]
-        minute_pairs = [(name, delta) for name, delta in minute_deltas.items() if delta]
+        pairs = [(name, delta) for name, delta in push.deltas.items() if delta]
+        minute_pairs = [(name, delta) for name, delta in push.minute_deltas.items() if delta]
         args: list[str | int] = [
-            epoch,
-            process,
-            json.dumps({**report, "at": now}),
+            push.epoch,
+            push.process,
+            json.dumps({**push.report, "at": now}),
             _MINUTE_TTL,
             len(pairs),
         ]

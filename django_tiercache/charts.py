@@ -59,12 +59,20 @@ def charts_of(minutes: list[MinutePoint]) -> list[Chart]:
         Series("p99", "#ef6c00", [p.l2_p99_ms for p in minutes]),
     ]
     top_lookups = max((p.lookups for p in minutes), default=0)
+    no_data = top_lookups == 0
     top_errors = max((p.errors for p in minutes), default=0)
     top_latency = max((v for s in latency for v in s.values if v is not None), default=0.0)
     return [
         _bars("lookups", "Lookups per minute", lookups, top_lookups, f"{top_lookups:,} / min"),
         _lines("hit-rate", "Hit rate by tier", rates, 100.0, "100%"),
-        _bars("errors", "Errors per minute", errors, top_errors, f"{top_errors:,} / min"),
+        _bars(
+            "errors",
+            "Errors per minute",
+            errors,
+            top_errors,
+            f"{top_errors:,} / min" if top_errors or no_data else "no error in the hour",
+            no_data=no_data,
+        ),
         _lines("latency", "Redis latency (p50, p99)", latency, top_latency, f"{top_latency:g} ms"),
     ]
 
@@ -73,7 +81,15 @@ def _percent(rate: float | None) -> float | None:
     return None if rate is None else rate * 100
 
 
-def _bars(key: str, title: str, series: list[Series], top: float, scale: str) -> Chart:
+def _bars(
+    key: str,
+    title: str,
+    series: list[Series],
+    top: float,
+    scale: str,
+    *,
+    no_data: bool | None = None,
+) -> Chart:
     """Stack the series as bars, one slot per minute."""
     count = max((len(s.values) for s in series), default=0)
     shapes: list[str] = []
@@ -91,7 +107,7 @@ def _bars(key: str, title: str, series: list[Series], top: float, scale: str) ->
                     f'<rect x="{index * slot + slot * 0.1:.1f}" y="{y:.1f}" '
                     f'width="{slot * 0.8:.1f}" height="{height:.1f}" fill="{layer.colour}"/>'
                 )
-    return _chart(key, title, scale, series, shapes, empty=top <= 0)
+    return _chart(key, title, scale, series, shapes, empty=top <= 0 if no_data is None else no_data)
 
 
 def _lines(key: str, title: str, series: list[Series], top: float, scale: str) -> Chart:

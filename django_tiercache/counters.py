@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tiercache import NamespaceStats
+from tiercache.metrics import stats_from_counts
 
 __all__ = [
     "BREAKER_OUTAGES",
@@ -135,21 +136,11 @@ def split(name: str) -> list[str]:
 def stats_of(row: Mapping[str, int]) -> NamespaceStats:
     """Return the stats of one row of counters (missing counters are zero).
 
-    An error counts as a lookup that did not hit: during an outage the hit rate falls,
-    it does not rise. `total_requests` is hits + misses + errors; with none, the hit
+    As in the core, an error counts as a lookup that did not hit; with no lookups the hit
     rate is 0.0 and pages show "—" (see `hit_rate_text`).
     """
-    l1_hits, l2_hits = row.get(L1_HITS, 0), row.get(L2_HITS, 0)
-    hits = l1_hits + l2_hits
-    total = hits + row.get(MISSES, 0) + row.get(ERRORS, 0)
-    return NamespaceStats(
-        hits=hits,
-        l1_hits=l1_hits,
-        l2_hits=l2_hits,
-        misses=row.get(MISSES, 0),
-        errors=row.get(ERRORS, 0),
-        total_requests=total,
-        hit_rate=hits / total if total else 0.0,
+    return stats_from_counts(
+        row.get(L1_HITS, 0), row.get(L2_HITS, 0), row.get(MISSES, 0), row.get(ERRORS, 0)
     )
 
 

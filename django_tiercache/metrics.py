@@ -31,7 +31,7 @@ from typing import NamedTuple
 from returns.result import Failure, Success
 
 from django_tiercache import counters
-from django_tiercache.aggregation import CounterStore
+from django_tiercache.aggregation import CounterStore, Push
 from tiercache import NamespaceStats, commands
 
 __all__ = [
@@ -364,13 +364,7 @@ class AliasMetrics:
         self._next_push = self._timer() + self.push_interval
         if self.last_error is not None:
             report["last_error"] = {"kind": self.last_error[0], "at": self.last_error[1]}
-        match store.add(
-            deltas,
-            _minute_fields(deltas),
-            epoch=self._epoch,
-            process=_process_id(),
-            report=report,
-        ):
+        match store.add(Push(deltas, _minute_fields(deltas), self._epoch, _process_id(), report)):
             case Success(epoch):
                 if self._epoch and epoch != self._epoch:
                     # Reset elsewhere since our last push: these deltas are (mostly) older.

@@ -14,9 +14,13 @@ _L1_HITS, _L2_HITS, _MISSES, _ERRORS = range(4)
 
 
 def stats_from_counts(l1_hits: int, l2_hits: int, misses: int, errors: int) -> NamespaceStats:
-    """Build the stats of one namespace from its raw counters."""
+    """Build the stats of one namespace from its raw counters.
+
+    An error counts as a lookup that did not hit (`total_requests` includes it), so an
+    outage lowers the hit rate instead of leaving it out.
+    """
     hits = l1_hits + l2_hits
-    total = hits + misses
+    total = hits + misses + errors
     return NamespaceStats(
         hits=hits,
         l1_hits=l1_hits,

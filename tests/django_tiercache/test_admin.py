@@ -370,3 +370,13 @@ def test_the_time_of_the_last_reset_is_shown(admin_client: Client) -> None:
     admin_client.post(URL, {"action": "reset", "alias": "default"})
 
     assert "Counting since the last reset, 20" in admin_client.get(URL).content.decode()
+
+
+def test_a_quiet_hour_says_no_error_rather_than_no_data(admin_client: Client) -> None:
+    assert "no data yet" in admin_client.get(URL).content.decode()
+    _use_cache()
+    metrics_for("default").push()
+
+    page = admin_client.get(URL).content.decode()
+
+    assert "no error in the hour" in page

@@ -50,27 +50,29 @@ def test_namespaces_are_counted_apart() -> None:
     assert all_stats["order"]["hit_rate"] == 0.0
 
 
-def test_errors_count_by_kind_but_not_as_requests() -> None:
+def test_errors_count_by_kind_and_as_lookups_that_did_not_hit() -> None:
     metrics = CacheMetrics()
     metrics.record_error("user", "CacheTimeout")
     metrics.record_error("user", "CacheTimeout")
     metrics.record_error("user", "CorruptData")
     metrics.record_error("order")
     assert metrics.get_stats("user")["errors"] == 3
-    assert metrics.get_stats("user")["total_requests"] == 0
+    assert metrics.get_stats("user")["total_requests"] == 3
+    assert metrics.get_stats("user")["hit_rate"] == 0.0
     assert metrics.get_error_kinds() == {
         "order": {"CacheError": 1},
         "user": {"CacheTimeout": 2, "CorruptData": 1},
     }
 
 
-def test_hit_rate_is_hits_over_hits_and_misses() -> None:
+def test_hit_rate_counts_errors_as_lookups_that_did_not_hit() -> None:
+    # During an outage the hit rate must fall, not rise (issue 12).
     metrics = CacheMetrics()
     for _ in range(3):
         metrics.record_hit("user", "l2")
     metrics.record_miss("user")
     metrics.record_error("user")
-    assert metrics.get_stats("user")["hit_rate"] == pytest.approx(0.75)
+    assert metrics.get_stats("user")["hit_rate"] == pytest.approx(0.6)
 
 
 def test_reset_of_one_namespace_leaves_the_others() -> None:
