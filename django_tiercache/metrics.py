@@ -16,15 +16,13 @@ this process's not-yet-pushed deltas.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -32,6 +30,13 @@ from returns.result import Failure, Success
 
 from django_tiercache import counters
 from django_tiercache.aggregation import CounterStore, Push
+from django_tiercache.scope import (
+    Event,
+    RequestScope,
+    captured,
+    current_scope,
+    request_scope,
+)
 from tiercache import NamespaceStats, commands
 
 __all__ = [
@@ -49,102 +54,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Name under which requests that resolved to no view are counted.
-UNRESOLVED_VIEW = "(unresolved)"
-
-# A recorded event: (counter, namespace), (errors, namespace, kind) or
-# (op, tier, operation, bucket or "sum").
-_Event = tuple[str, ...]
-
 #: What a worker reports besides its counters: (gauges for the per-worker table,
 #: running totals of `counters.PROCESS_EVENTS` since the process started).
 Probe = Callable[[], tuple[dict[str, object], dict[str, int]]]
-
-
-class RequestScope:
-    """The cache use of one request, per alias, until the middleware commits it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()  # a view may hand cache calls to threads
-        # One flat dict: each count is one lookup under the lock (it is on every hit).
-        self._counts: dict[tuple[AliasMetrics, _Event], int] = {}
-        self.cache_seconds = 0.0
-
-    def add(self, metrics: AliasMetrics, event: _Event, amount: int = 1) -> None:
-        """Count one event of `metrics`' alias."""
-        key = (metrics, event)
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + amount
-
-    def _by_alias(self) -> dict[AliasMetrics, Counter[_Event]]:
-        with self._lock:
-            counts = list(self._counts.items())
-        by_alias: dict[AliasMetrics, Counter[_Event]] = {}
-        for (metrics, event), count in counts:
-            by_alias.setdefault(metrics, Counter())[event] += count
-        return by_alias
-
-    def add_time(self, seconds: float) -> None:
-        """Add time spent waiting for Redis."""
-        with self._lock:
-            self.cache_seconds += seconds
-
-    def totals(self) -> NamespaceStats:
-        """Return this request's hits, misses and errors over every alias and namespace."""
-        row: Counter[str] = Counter()
-        with self._lock:
-            for (_, event), count in self._counts.items():
-                if event[0] in counters.COUNTERS:
-                    row[event[0]] += count
-        return counters.stats_of(row)
-
-    def events(self) -> list[tuple[_Event, int]]:
-        """Return what was counted so far, over every alias."""
-        with self._lock:
-            return [(event, count) for (_, event), count in self._counts.items()]
-
-    def forward(self, outer: RequestScope | None) -> None:
-        """Hand what this scope counted to `outer`, or to the process counters."""
-        for metrics, counted in self._by_alias().items():
-            if outer is None:
-                metrics.merge_request(counted, None)
-                continue
-            for event, count in counted.items():
-                outer.add(metrics, event, count)
-        if outer is not None:
-            outer.add_time(self.cache_seconds)
-
-    def commit(self, view: str | None) -> list[AliasMetrics]:
-        """Merge the counts into each alias's process counters; return those aliases."""
-        events = self._by_alias()
-        for metrics, counted in events.items():
-            metrics.merge_request(counted, view or UNRESOLVED_VIEW)
-        return list(events)
-
-
-_current_scope: ContextVar[RequestScope | None] = ContextVar(
-    "django_tiercache_request_scope", default=None
-)
-
-
-@contextlib.contextmanager
-def request_scope() -> Iterator[RequestScope]:
-    """Collect the cache use of the code run inside, for one commit at the end."""
-    scope = RequestScope()
-    token = _current_scope.set(scope)
-    try:
-        yield scope
-    finally:
-        _current_scope.reset(token)
-
-
-@contextlib.contextmanager
-def captured() -> Iterator[RequestScope]:
-    """Collect the cache use of the code inside apart, then pass it on as if uncaptured."""
-    outer = _current_scope.get()
-    with request_scope() as inner:
-        yield inner
-    inner.forward(outer)
 
 
 @dataclass(frozen=True)
@@ -167,8 +79,8 @@ class SiteView:
 class _Shard(NamedTuple):
     """The counts one thread made outside requests, and how much of them is folded."""
 
-    counts: dict[_Event, int]
-    seen: dict[_Event, int]
+    counts: dict[Event, int]
+    seen: dict[Event, int]
     thread: threading.Thread
 
 
@@ -237,19 +149,19 @@ class AliasMetrics:
 
     def record_latency(self, tier: str, operation: str, seconds: float) -> None:
         """Count one call to `tier` in the latency histogram, and in the request's time."""
-        scope = _current_scope.get()
+        scope = current_scope.get()
         if scope is not None:
             scope.add_time(seconds)
         self._record(("op", tier, operation, str(counters.bucket_of(seconds))))
         self._record(("op", tier, operation, counters.LATENCY_SUM), round(seconds * 1e6))
 
-    def _record(self, event: _Event, amount: int = 1) -> None:
-        scope = _current_scope.get()
+    def _record(self, event: Event, amount: int = 1) -> None:
+        scope = current_scope.get()
         if scope is not None:
             scope.add(self, event, amount)
             return
         try:
-            shard: dict[_Event, int] = self._local.shard
+            shard: dict[Event, int] = self._local.shard
         except AttributeError:
             shard = self._local.shard = {}
             with self._lock:
@@ -259,7 +171,7 @@ class AliasMetrics:
 
     def _fold(self) -> None:
         """Move what the per-thread shards counted since the last fold into the totals."""
-        news: Counter[_Event] = Counter()
+        news: Counter[Event] = Counter()
         with self._lock:
             live: list[_Shard] = []
             for shard in self._shards:
@@ -274,7 +186,7 @@ class AliasMetrics:
         if news:
             self._add(_fields(news, view=None))
 
-    def merge_request(self, events: Mapping[_Event, int], view: str | None) -> None:
+    def merge_request(self, events: Mapping[Event, int], view: str | None) -> None:
         """Add one request's counts, attributed to `view` (if any), in one step."""
         self._add(_fields(events, view))
         if self._pid != os.getpid():
@@ -432,7 +344,7 @@ class AliasMetrics:
             logger.warning(message)
 
 
-def _fields(events: Mapping[_Event, int], view: str | None) -> Counter[str]:
+def _fields(events: Mapping[Event, int], view: str | None) -> Counter[str]:
     deltas: Counter[str] = Counter()
     for event, count in events.items():
         if event[0] == "op":

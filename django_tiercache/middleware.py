@@ -8,7 +8,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
 from django_tiercache.conf import app_settings
-from django_tiercache.metrics import RequestScope, request_scope
+from django_tiercache.scope import RequestScope, request_scope
 
 __all__ = ["CacheMetricsMiddleware"]
 

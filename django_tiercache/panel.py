@@ -18,7 +18,7 @@ from django.core.cache import caches
 
 from django_tiercache import counters
 from django_tiercache.contract import tiered_aliases
-from django_tiercache.metrics import captured
+from django_tiercache.scope import captured
 
 __all__ = ["CacheCall", "TiercachePanel"]
 
