@@ -19,12 +19,12 @@ from django_tiercache.aggregation import RedisCounterStore
 from django_tiercache.codec import DjangoCodec
 from django_tiercache.compression import CompressingSerializer
 from django_tiercache.conf import app_settings
-from django_tiercache.metrics import AliasMetrics, operation_of
+from django_tiercache.metrics import AliasMetrics
 from django_tiercache.options import BackendOptions, invalidation_conflict
 from django_tiercache.serializers import Serializer
 from django_tiercache.workers import probe_of
 from tiercache import registry
-from tiercache.commands import Request
+from tiercache.commands import Request, operation_of
 from tiercache.composite import Assembly, assemble
 from tiercache.errors import CacheError, CacheUnavailable
 from tiercache.redis_tier import AsyncRedisTier, RedisTier

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tiercache import NamespaceStats
-from tiercache.metrics import stats_from_counts
+from tiercache.metrics import LATENCY_BOUNDS, stats_from_counts
 
 __all__ = [
     "BREAKER_OUTAGES",
@@ -59,23 +59,7 @@ ERRORS = "errors"
 COUNTERS = (L1_HITS, L2_HITS, MISSES, ERRORS)
 
 #: Upper bounds, in seconds, of the latency histogram's buckets (the last is +Inf).
-LATENCY_BUCKETS = (
-    0.00005,
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    float("inf"),
-)
+LATENCY_BUCKETS = (*LATENCY_BOUNDS, float("inf"))
 #: The field holding a histogram's summed time, in integer microseconds.
 LATENCY_SUM = "sum"
 

@@ -37,7 +37,7 @@ from django_tiercache.scope import (
     current_scope,
     request_scope,
 )
-from tiercache import NamespaceStats, commands
+from tiercache import NamespaceStats
 
 __all__ = [
     "AliasMetrics",
@@ -47,7 +47,6 @@ __all__ = [
     "captured",
     "metrics_for",
     "metrics_of",
-    "operation_of",
     "request_scope",
     "reset_metrics_registry",
 ]
@@ -384,25 +383,6 @@ def _namespace_of(name: str) -> str | None:
 
 def _process_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-_SCRIPT_NAMES: dict[str, str] = {
-    script.sha: name.lower()
-    for name, script in vars(commands).items()
-    if isinstance(script, commands.Script)
-}
-
-
-def operation_of(request: commands.Request) -> str:
-    """Return the label of a Redis request: its command or script name, or "pipeline"."""
-    if isinstance(request, list):
-        return "pipeline"
-    if isinstance(request, commands.Fill):  # a tracked read, after its write if any
-        request = request.write or request.command
-    name = str(request[0]).lower()
-    if name == "evalsha":
-        return _SCRIPT_NAMES.get(str(request[1]), "script")
-    return name
 
 
 # --- which metrics belong to which alias --------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
@@ -11,7 +12,7 @@ from tiercache import registry
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
 from tiercache.codecs import TextCodec
-from tiercache.commands import Request
+from tiercache.commands import Request, operation_of
 from tiercache.composite import Assembly, assemble
 from tiercache.drivers import drive, drive_async
 from tiercache.errors import CacheError
@@ -31,6 +32,7 @@ class _Shell:
     """What both colours share: assembly, and the parts exposed for tooling."""
 
     def __init__(self, options: CacheOptions, metrics: CacheMetricsProtocol | None = None) -> None:
+        self._latency: Callable[[str, float], None] | None = None
         self.metrics: CacheMetricsProtocol = metrics if metrics is not None else CacheMetrics()
         self._assembly: Assembly = assemble(options, TextCodec(), self.metrics)
         self._ops = CacheOperations(
@@ -104,6 +106,10 @@ class _Shell:
         )
         return self._ops.get_or_set(key, plan)
 
+    def on_latency(self, observe: Callable[[str, float], None]) -> None:
+        """Call `observe(operation, seconds)` after each Redis round trip (exporters)."""
+        self._latency = observe
+
     def __repr__(self) -> str:
         size = self.options.l1_maxsize or 0
         return f"<{type(self).__name__} l1={size} l2={self.options.location!r}>"
@@ -122,7 +128,14 @@ class TieredCache(_Shell):
 
     def _execute(self, request: Request) -> object:
         assert self._tier is not None
-        return self._tier.execute(request)
+        observe = self._latency
+        if observe is None:
+            return self._tier.execute(request)
+        started = time.perf_counter()
+        try:
+            return self._tier.execute(request)
+        finally:
+            observe(operation_of(request), time.perf_counter() - started)
 
     @property
     def _executor(self) -> Any:
@@ -241,7 +254,14 @@ class AsyncTieredCache(_Shell):
 
     async def _execute(self, request: Request) -> object:
         tier = registry.per_loop(self._loop_key, self._make_tier, AsyncRedisTier.aclose)
-        return await tier.execute(request)
+        observe = self._latency
+        if observe is None:
+            return await tier.execute(request)
+        started = time.perf_counter()
+        try:
+            return await tier.execute(request)
+        finally:
+            observe(operation_of(request), time.perf_counter() - started)
 
     async def get(self, key: str) -> Result[str | None, CacheError]:
         """Return the value of `key`, or None on a miss."""

@@ -24,6 +24,7 @@ __all__ = [
     "Request",
     "Script",
     "evalsha",
+    "operation_of",
 ]
 
 Arg = str | bytes | int | float
@@ -104,3 +105,23 @@ INCREMENT_EXISTING: Final = _script(
 RELEASE_LOCK: Final = _script(
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\nreturn 0"
 )
+
+
+def operation_of(request: Request) -> str:
+    """Return the label of a request for metrics: its command or script name, or "pipeline"."""
+    if isinstance(request, list):
+        return "pipeline"
+    if isinstance(request, Fill):  # a tracked read, after its write if any
+        request = request.write or request.command
+    name = str(request[0]).lower()
+    if name == "evalsha":
+        return _SCRIPT_NAMES.get(str(request[1]), "script")
+    return name
+
+
+#: Script name by SHA1, for `operation_of` ("expire", "increment", ...).
+_SCRIPT_NAMES: dict[str, str] = {
+    script.sha: name.lower()
+    for name, script in list(globals().items())
+    if isinstance(script, Script)
+}

@@ -7,7 +7,25 @@ from collections import Counter
 
 from tiercache.ports import NamespaceStats
 
-__all__ = ["CacheMetrics", "stats_from_counts"]
+__all__ = ["LATENCY_BOUNDS", "CacheMetrics", "stats_from_counts"]
+
+#: Upper bounds, in seconds, of the buckets of every Redis-latency histogram we export.
+LATENCY_BOUNDS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
 
 # Index of each counter in a namespace's row.
 _L1_HITS, _L2_HITS, _MISSES, _ERRORS = range(4)

@@ -10,10 +10,10 @@ import redis
 
 from django_tiercache import counters
 from django_tiercache.aggregation import RedisCounterStore
-from django_tiercache.metrics import AliasMetrics, metrics_for, operation_of, request_scope
+from django_tiercache.metrics import AliasMetrics, metrics_for, request_scope
 from tests.redis_server import RedisServer
 from tiercache import CacheMetricsProtocol, CircuitBreaker
-from tiercache.commands import EXPIRE
+from tiercache.commands import EXPIRE, operation_of
 from tiercache.redis_tier import RedisTier
 from tiercache.settings import RedisSettings
 from tiercache.topology import StandaloneTopology

@@ -9,7 +9,7 @@ from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from tiercache import TieredCache
+from tiercache import AsyncTieredCache, TieredCache
 from tiercache.otel import instrument
 
 
@@ -38,7 +38,9 @@ def _points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, obje
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
                 for point in metric.data.data_points:  # type: ignore[union-attr]
-                    value = point.value  # type: ignore[union-attr]
+                    value = getattr(point, "value", None)
+                    if value is None:  # a histogram point: its count
+                        value = point.count  # type: ignore[union-attr]
                     points.setdefault(metric.name, []).append((dict(point.attributes or {}), value))
     return points
 
@@ -92,3 +94,25 @@ def test_the_counts_are_read_at_collection_time(reader: InMemoryMetricReader, me
 
     requests = {(a["tier"], a["result"]): v for a, v in _points(reader)["tiercache.requests"]}
     assert requests[("l1", "hit")] == 100
+
+
+async def test_redis_round_trips_are_timed_by_operation(
+    reader: InMemoryMetricReader, meter: Meter, redis_url: str
+) -> None:
+    cache = AsyncTieredCache.from_url(redis_url)
+    instrument(cache, name="async", meter=meter)
+    try:
+        await cache.set("user:1", "Ada")
+        await cache.get("user:2")  # a miss: one read
+        await cache.get("user:1")  # an L1 hit: not timed
+    finally:
+        await cache.aclose()
+
+    points = _points(reader)
+
+    timed = {a["operation"]: n for a, n in points["tiercache.operation"]}
+    assert timed["get"] == 1
+    assert sum(timed.values()) == 2
+    assert all(
+        a["tier"] == "l2" and a["cache"] == "async" for a, _ in points["tiercache.operation"]
+    )
