@@ -43,7 +43,7 @@ class CacheOptions:
     #: True means "tracking".
     invalidation: bool | str | None = "tracking"
     #: Connections per process and Redis node that read what L1 keeps (tracked reads).
-    fill_connections: int = 2
+    fill_connections: int = 1
     #: Consecutive L2 failures that open the circuit, and seconds before a probe.
     breaker_threshold: int = 3
     breaker_reset: float = 2.0

@@ -40,6 +40,11 @@ __all__ = ["AsyncRedisTier", "RedisTier", "error_from"]
 
 _PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 
+#: Longest a sync read waits for its key's busy fill connection before reading through
+#: the pool unfilled. Measured, 16 threads missing 3,200 keys on one fill connection:
+#: skipping filled 230 of them, a 5 ms bound all 3,200, at the same time per miss.
+FILL_WAIT = 0.002
+
 
 def error_from(exc: rex.RedisError | OSError) -> CacheError:
     """Translate a redis-py (or socket) exception into the `CacheError` naming its cause."""
@@ -102,16 +107,17 @@ class _Boundary:
         if not self.breaker.allow():
             raise CircuitOpen("Redis circuit is open after repeated failures; not trying")
 
-    def _claim(self, fill: Fill) -> Claim | None:
+    def _claim(self, fill: Fill, wait: float) -> Claim | None:
         """Take the fill connections of a tracked read, or None to read through the pool.
 
-        None when the process is deaf (no fills then) or a connection is busy: a miss
-        does not queue behind another's fill, it only leaves L1 unfilled.
+        None when the process is deaf (no fills then) or a connection stays busy for
+        `wait` seconds: a miss does not queue behind others' fills for longer, it only
+        leaves L1 unfilled.
         """
         tracking = self.tracking
         if tracking is None or not tracking.usable():
             return None
-        claim = tracking.claim(fill)
+        claim = tracking.claim(fill, wait)
         if claim is not None and not self.breaker.allow():
             tracking.release(claim)
             raise CircuitOpen("Redis circuit is open after repeated failures; not trying")
@@ -190,7 +196,7 @@ class RedisTier(_Boundary):
         return reply
 
     def _fill(self, fill: Fill) -> tuple[object, bool]:
-        claim = self._claim(fill)
+        claim = self._claim(fill, FILL_WAIT)
         if claim is None:
             return self._send(fill.write or fill.command), False
         assert self.tracking is not None
@@ -306,7 +312,7 @@ class AsyncRedisTier(_Boundary):
         return reply
 
     async def _fill(self, fill: Fill) -> tuple[object, bool]:
-        claim = self._claim(fill)
+        claim = self._claim(fill, 0.0)  # an event loop never blocks on a lock
         if claim is None:
             return await self._send(fill.write or fill.command), False
         assert self.tracking is not None

@@ -30,7 +30,7 @@ class RedisSettings:
     #: Most sockets a process opens for ordinary commands, per client (None: no bound).
     max_connections: int | None = None
     #: Cache-owned connections per node that read what L1 keeps (tracked reads).
-    fill_connections: int = 2
+    fill_connections: int = 1
 
     @property
     def location(self) -> str:

@@ -171,12 +171,18 @@ class Tracking:
         slots = self._slots
         return slots[hash(key) % len(slots)] if len(slots) > 1 else slots[0]
 
-    def claim(self, fill: Fill) -> Claim | None:
-        """Take the fill connections of `fill`'s keys, or None if one of them is busy."""
+    def claim(self, fill: Fill, wait: float = 0.0) -> Claim | None:
+        """Take the fill connections of `fill`'s keys, or None if one stays busy.
+
+        With one connection to take, wait for it at most `wait` seconds: a fill round
+        trip takes about as long as a pool one, so a short wait fills L1 where skipping
+        would not, and the bound keeps a burst of misses from queueing behind it.
+        """
         keys = fill.keys
         if len(keys) == 1 or len(self._slots) == 1:  # the usual case: one connection
             slot = self._slot_of(keys[0])
-            if not slot.lock.acquire(blocking=False):
+            free = slot.lock.acquire(timeout=wait) if wait > 0 else slot.lock.acquire(False)
+            if not free:
                 return None
             return Claim(fill, ((slot, keys),))
         grouped: dict[_Slot, list[str]] = {}
