@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 from benchmarks.floors import FLOORS
 from benchmarks.machine import Machine
@@ -11,7 +12,7 @@ from benchmarks.operations import OPERATIONS, Operation
 from benchmarks.runner import Plan, Samples
 from benchmarks.subjects import BUILTIN, CORE, DJANGO_REDIS, LOCMEM, TIERED, Subject
 
-__all__ = ["Run", "headline", "render"]
+__all__ = ["Run", "headline", "render", "save"]
 
 
 @dataclass(frozen=True)
@@ -210,3 +211,11 @@ def _fmt_ratio(value: float | None) -> str:
 
 def _load(load: tuple[float, float, float]) -> str:
     return "/".join(f"{x:.2f}" for x in load)
+
+
+def save(lines: list[str], path: Path) -> None:
+    """Print a report and write it to `path` (its folder made if need be)."""
+    text = "\n".join(lines)
+    print(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")

@@ -24,10 +24,10 @@ from django_tiercache.options import BackendOptions, invalidation_conflict
 from django_tiercache.serializers import Serializer
 from django_tiercache.workers import probe_of
 from tiercache import registry
+from tiercache.cluster_tier import AsyncTier, SyncTier, aclose_tier, async_tier_for, tier_for
 from tiercache.commands import Request, operation_of
 from tiercache.composite import Assembly, assemble
 from tiercache.errors import CacheError, CacheUnavailable
-from tiercache.redis_tier import AsyncRedisTier, RedisTier
 
 __all__ = ["Backbone", "backbone_for", "signing_keys"]
 
@@ -53,12 +53,10 @@ class Backbone:
                 f"CACHES[{alias!r}]['LOCATION'] {options.core.location!r}: {error}"
             ) from None
         self.policy = self.assembly.policy
-        self.sync_tier: RedisTier | None = None
+        self.sync_tier: SyncTier | None = None
         if self.assembly.topology is not None:
             assert self.assembly.breaker is not None
-            self.sync_tier = RedisTier(
-                self.assembly.topology, self.assembly.breaker, self.assembly.bus.tracking
-            )
+            self.sync_tier = tier_for(self.assembly)
             # The counters travel through this cache's own tier: its timeouts, its breaker.
             node = self.options.core.location
             self.metrics.connect(
@@ -89,16 +87,12 @@ class Backbone:
         finally:
             self.metrics.record_latency("l2", operation_of(request), time.perf_counter() - started)
 
-    def async_tier(self) -> AsyncRedisTier:
+    def async_tier(self) -> AsyncTier:
         """Return the async tier of the running event loop (made on first use)."""
-        return registry.per_loop(self._loop_key, self._async_tier, AsyncRedisTier.aclose)
+        return registry.per_loop(self._loop_key, self._async_tier, aclose_tier)
 
-    def _async_tier(self) -> AsyncRedisTier:
-        assert self.assembly.topology is not None
-        assert self.assembly.breaker is not None
-        return AsyncRedisTier(
-            self.assembly.topology, self.assembly.breaker, self.assembly.bus.tracking
-        )
+    def _async_tier(self) -> AsyncTier:
+        return async_tier_for(self.assembly)
 
     @property
     def sync_executor(self) -> Callable[[Request], object] | None:

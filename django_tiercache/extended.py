@@ -74,7 +74,9 @@ class ClientView:
     def __init__(self, cache: DjangoRedisAPI) -> None:
         self._cache = cache
 
-    def get_client(self, write: bool = True, tried: object = None) -> redis.Redis:
+    def get_client(
+        self, write: bool = True, tried: object = None
+    ) -> redis.Redis | redis.cluster.RedisCluster:
         """Return the raw redis-py client (one primary: `write` makes no difference)."""
         return self._cache.get_client(write=write)
 
@@ -334,14 +336,18 @@ class DjangoRedisAPI(BaseCache):
 
     # -- redis-py itself ---------------------------------------------------------------
 
-    def get_client(self, key: Any = None, *, write: bool = True) -> redis.Redis:
+    def get_client(
+        self, key: Any = None, *, write: bool = True
+    ) -> redis.Redis | redis.cluster.RedisCluster:
         """Return the raw redis-py client (data structures, pipelines; no L1, no fail-open)."""
         tier = self._backbone.sync_tier
         if tier is None:
             raise NotImplementedError("this cache has no Redis LOCATION (L1 only)")
         return tier.client
 
-    async def aget_client(self, key: Any = None, *, write: bool = True) -> redis.asyncio.Redis:
+    async def aget_client(
+        self, key: Any = None, *, write: bool = True
+    ) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
         """Return the raw asyncio redis-py client of the running event loop."""
         if self._backbone.sync_tier is None:
             raise NotImplementedError("this cache has no Redis LOCATION (L1 only)")

@@ -21,13 +21,15 @@ def probe_of(assembly: Assembly, node: str) -> tuple[dict[str, object], dict[str
     l1 = assembly.policy.l1
     health = resilience_stats(assembly)
     outages = assembly.breaker.outages if assembly.breaker is not None else 0
+    per_node = {name: breaker.state for name, breaker in dict(assembly.node_breakers).items()}
     report: dict[str, object] = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "l1_entries": len(l1) if l1 is not None else None,
         "l1_bytes": l1.bytes_used if l1 is not None else None,
         "l1_capacity": l1.maxsize if l1 is not None else None,
-        "breakers": {node: health["breaker_state"]},
+        # A Redis Cluster has a breaker per primary, named "host:port".
+        "breakers": per_node if len(per_node) > 1 else {node: health["breaker_state"]},
         "breaker_outages": outages,
         "bus_state": health["bus_state"],
         "bus_reconnects": health["bus_reconnects"],

@@ -61,6 +61,16 @@ DATABASES = {
     }
 }
 
+# `run.sh --cluster` and `--sentinel` name the topology (see docs/configuration.md):
+# TIERCACHE_REDIS_CLUSTER=1, or TIERCACHE_REDIS_SENTINELS="host:port,host:port,...".
+_TOPOLOGY: dict[str, object] = {}
+if os.environ.get("TIERCACHE_REDIS_CLUSTER"):
+    _TOPOLOGY["CLUSTER"] = True
+if _sentinels := os.environ.get("TIERCACHE_REDIS_SENTINELS"):
+    _TOPOLOGY["SENTINELS"] = [
+        [host, int(port)] for host, port in (item.rsplit(":", 1) for item in _sentinels.split(","))
+    ]
+
 # `manage.py tiercache_demo` (run.sh) sets TIERCACHE_REDIS_URL to the Redis it started or
 # was given. Without it the cache is L1-only: the example never writes into a Redis that
 # nobody named.
@@ -73,6 +83,7 @@ CACHES = {
             "L1_MAXSIZE": 5_000,
             "L1_TTL": 30.0,
             "METRICS_PUSH_INTERVAL": 2.0,
+            **_TOPOLOGY,
         },
     }
 }

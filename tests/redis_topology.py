@@ -48,6 +48,8 @@ _CLUSTER_ARGS = (
     "--cluster-config-file", "nodes.conf",
     "--cluster-node-timeout", "1000",
     "--cluster-replica-validity-factor", "0",
+    # The other primaries keep serving while a dead one's replica takes over.
+    "--cluster-require-full-coverage", "no",
     *_REPLICATION_ARGS,
 )  # fmt: skip
 _READY_TIMEOUT = 30.0
@@ -157,6 +159,7 @@ class RedisClusterServers(_Servers):
         self._primaries = primaries
         self._replicas = replicas
         self._extra_args = extra_args
+        self._healthy = False
 
     @property
     def seed_url(self) -> str:
@@ -238,6 +241,7 @@ class RedisClusterServers(_Servers):
 
     def failover(self, replica: RedisServer) -> None:
         """Run ``CLUSTER FAILOVER`` on `replica` and wait until the cluster is ready again."""
+        self._healthy = False
         with _client(replica.port) as client:
             client.execute_command("CLUSTER", "FAILOVER")
         wait_until(lambda: self._role(replica.port) == "master", f"{replica} to be promoted")
@@ -246,6 +250,7 @@ class RedisClusterServers(_Servers):
     def kill_primary(self, primary: RedisServer) -> RedisServer:
         """SIGKILL `primary`, wait until its replica serves its slots; return that replica."""
         replica = self.replica_of(primary)
+        self._healthy = False
         primary.kill()
         wait_until(
             lambda: self._role(replica.port) == "master",
@@ -256,6 +261,8 @@ class RedisClusterServers(_Servers):
 
     def heal(self) -> None:
         """Restart dead nodes on their ports (they rejoin as replicas) and wait until ready."""
+        if all(server.is_running() for server in self.servers) and self._healthy:
+            return  # nothing was killed or failed over since the cluster was last ready
         for server in self.servers:
             if not server.is_running():
                 server.start()
@@ -270,7 +277,9 @@ class RedisClusterServers(_Servers):
     def wait_ready(self) -> float:
         """Wait until every node says ``cluster_state:ok`` and agrees on the slots,
         and every replica's link to its primary is up."""
-        return wait_until(self._ready, "the cluster to be ready")
+        waited = wait_until(self._ready, "the cluster to be ready")
+        self._healthy = True
+        return waited
 
     def _ready(self) -> bool:
         if not all(server.is_running() for server in self.servers):
@@ -353,6 +362,7 @@ class RedisSentinelServers(_Servers):
         self._down_after_ms = down_after_ms
         self.data_servers: list[RedisServer] = []
         self.sentinel_servers: list[RedisServer] = []
+        self._healthy = False
 
     @property
     def url(self) -> str:
@@ -401,6 +411,7 @@ class RedisSentinelServers(_Servers):
     def kill_master(self) -> RedisServer:
         """SIGKILL the master and wait until every sentinel names a promoted replica."""
         old = self.master()
+        self._healthy = False
         old.kill()
         wait_until(
             lambda: (
@@ -413,6 +424,8 @@ class RedisSentinelServers(_Servers):
 
     def heal(self) -> None:
         """Restart dead servers (an old master as a replica) and wait until ready."""
+        if all(server.is_running() for server in self.servers) and self._healthy:
+            return
         for sentinel in self.sentinel_servers:
             if not sentinel.is_running():
                 sentinel.start()
@@ -432,7 +445,9 @@ class RedisSentinelServers(_Servers):
     def wait_ready(self) -> float:
         """Wait until all sentinels agree on a master that sees every replica linked,
         and each sentinel knows the others and every replica as healthy."""
-        return wait_until(self._ready, "the sentinels to agree on a healthy master")
+        waited = wait_until(self._ready, "the sentinels to agree on a healthy master")
+        self._healthy = True
+        return waited
 
     def _ready(self) -> bool:
         if not all(server.is_running() for server in self.servers):

@@ -11,6 +11,14 @@ from returns.result import Failure, Result
 from tiercache import registry
 from tiercache.breaker import CircuitBreaker
 from tiercache.bus import LocalBus
+from tiercache.cluster_tier import (
+    AsyncClusterTier,
+    AsyncTier,
+    SyncTier,
+    aclose_tier,
+    async_tier_for,
+    tier_for,
+)
 from tiercache.codecs import TextCodec
 from tiercache.commands import Request, operation_of
 from tiercache.composite import Assembly, assemble
@@ -22,7 +30,7 @@ from tiercache.metrics import CacheMetrics
 from tiercache.operations import CacheOperations
 from tiercache.options import CacheOptions
 from tiercache.ports import CacheMetricsProtocol, JSONObject
-from tiercache.redis_tier import AsyncRedisTier, RedisTier
+from tiercache.redis_tier import AsyncRedisTier
 from tiercache.stampede import Loading, Plan, Stampede, aload, load, make_plan
 
 __all__ = ["AsyncTieredCache", "TieredCache"]
@@ -120,11 +128,11 @@ class TieredCache(_Shell):
 
     def __init__(self, options: CacheOptions, metrics: CacheMetricsProtocol | None = None) -> None:
         super().__init__(options, metrics)
-        self._tier: RedisTier | None = None
+        self._tier: SyncTier | None = None
         topology = self._assembly.topology
         if topology is not None:
             assert self.breaker is not None
-            self._tier = RedisTier(topology, self.breaker, self.bus.tracking)
+            self._tier = tier_for(self._assembly)
 
     def _execute(self, request: Request) -> object:
         assert self._tier is not None
@@ -247,13 +255,14 @@ class AsyncTieredCache(_Shell):
         self._loop_key = ("tiercache", object())
         self._executor = self._execute if options.url is not None else None
 
-    def _make_tier(self) -> AsyncRedisTier:
-        assert self._assembly.topology is not None
+    def _make_tier(self) -> AsyncTier:
+        topology = self._assembly.topology
+        assert topology is not None
         assert self.breaker is not None
-        return AsyncRedisTier(self._assembly.topology, self.breaker, self.bus.tracking)
+        return async_tier_for(self._assembly)
 
     async def _execute(self, request: Request) -> object:
-        tier = registry.per_loop(self._loop_key, self._make_tier, AsyncRedisTier.aclose)
+        tier = registry.per_loop(self._loop_key, self._make_tier, aclose_tier)
         observe = self._latency
         if observe is None:
             return await tier.execute(request)
@@ -352,5 +361,5 @@ class AsyncTieredCache(_Shell):
     async def aclose(self) -> None:
         """Release this cache's connections on the running loop (others close with theirs)."""
         tier = registry.pop_per_loop(self._loop_key)
-        if isinstance(tier, AsyncRedisTier):
+        if isinstance(tier, AsyncRedisTier | AsyncClusterTier):
             await tier.aclose()

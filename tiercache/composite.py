@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tiercache import registry
 from tiercache.breaker import CircuitBreaker
-from tiercache.bus import LocalBus
+from tiercache.bus import LocalBus, Mode
 from tiercache.codecs import Codec
 from tiercache.listener import Listener, Subscriber
 from tiercache.memory import MemoryTier
@@ -16,7 +17,8 @@ from tiercache.policy import TierPolicy
 from tiercache.ports import CacheMetricsProtocol
 from tiercache.redis_pubsub import BroadcastSubscriber, TrackingSubscriber
 from tiercache.stampede import Stampede
-from tiercache.topology import Topology, make_topology
+from tiercache.topology import Nodes, Topology, make_topology
+from tiercache.topology_cluster import ANY_NODE, ClusterTopology
 from tiercache.tracking import Tracking
 
 __all__ = ["Assembly", "assemble"]
@@ -32,7 +34,24 @@ class Assembly:
     breaker: CircuitBreaker | None
     stampede: Stampede
     #: The Redis nodes and how to reach them (None: L1 only).
-    topology: Topology | None
+    topology: Topology | ClusterTopology | None
+    #: Each node's breaker by name, as the tiers asked for them (a cluster has several).
+    node_breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    #: Makes a node's breaker (None: L1 only).
+    new_breaker: Callable[[], CircuitBreaker] | None = None
+
+    def breaker_for(self, node: str) -> CircuitBreaker:
+        """Return the breaker of one node (of a cluster: each primary has its own)."""
+        breaker = self.node_breakers.get(node)
+        if breaker is None:
+            assert self.new_breaker is not None
+            options = self.options
+            breaker = registry.breaker_for(
+                (options.url, node, options.breaker_threshold, options.breaker_reset),
+                self.new_breaker,
+            )
+            self.node_breakers[node] = breaker
+        return breaker
 
 
 def assemble(
@@ -50,28 +69,28 @@ def assemble(
             max_bytes=options.l1_max_bytes,
             timer=options.timer,
         )
-    topology: Topology | None = None
+    topology: Topology | ClusterTopology | None = None
+    new_breaker: Callable[[], CircuitBreaker] | None = None
     if options.url is None:
         bus = LocalBus("", registry.instance_id())  # an L1-only cache talks to no one
         breaker = None
     else:
         topology = make_topology(options.redis_settings())
         bus = registry.bus_for(options.location, options.channel())
-        bus.require(options.invalidation_mode)
-        node = topology.primaries()[0]
+        bus.require(_mode(options, topology))
+        # A cluster's broadcasts reach every node: listen on any that answers.
+        node = ANY_NODE if isinstance(topology, ClusterTopology) else topology.primaries()[0]
         if bus.requested == "tracking":
             bus.track_with(lambda: Tracking(bus, topology, node, options.fill_connections))
         listener = _listener(options, bus, topology, node)
+        if not isinstance(topology, ClusterTopology):
+            # Sentinel named another master: it has no tracking state of ours.
+            topology.on_change(lambda _nodes: _moved(bus, listener))
         # One per node and breaker settings; keyed by the full URL too, so a wrong
         # password does not open the circuit of the right one.
+        new_breaker = functools.partial(_breaker, options, bus, listener)
         breaker = registry.breaker_for(
-            (
-                options.url,
-                topology.primaries()[0],
-                options.breaker_threshold,
-                options.breaker_reset,
-            ),
-            lambda: _breaker(options, bus, listener),
+            (options.url, node, options.breaker_threshold, options.breaker_reset), new_breaker
         )
         if bus.requested != "off":
             bus.listen_with(lambda: listener().ensure_started())
@@ -100,7 +119,29 @@ def assemble(
         backup_size=options.l1_maxsize or 10_000,
         timer=options.timer,
     )
-    return Assembly(options, policy, bus, breaker, stampede, topology)
+    assembly = Assembly(options, policy, bus, breaker, stampede, topology, new_breaker=new_breaker)
+    if breaker is not None and topology is not None and not isinstance(topology, ClusterTopology):
+        assembly.node_breakers[topology.primaries()[0]] = breaker
+    return assembly
+
+
+def _mode(options: CacheOptions, topology: Nodes) -> Mode:
+    """Return the invalidation mode of a cache on `topology`.
+
+    A Redis Cluster is told through broadcast: its classic PUBLISH reaches a subscriber
+    on any node, so one invalidation connection per process hears every write (tracking
+    would need one per primary; recorded in docs/architecture.md).
+    """
+    mode = options.invalidation_mode
+    return "broadcast" if mode == "tracking" and isinstance(topology, ClusterTopology) else mode
+
+
+def _moved(bus: LocalBus, listener: Callable[[], Listener]) -> None:
+    """Forget what the old master vouched for, and listen to the new one."""
+    bus.clear_all()
+    if bus.tracking is not None:
+        bus.tracking.forget()
+    listener().reconnect()
 
 
 def _breaker(
@@ -116,7 +157,7 @@ def _breaker(
 
 
 def _listener(
-    options: CacheOptions, bus: LocalBus, topology: Topology, node: str
+    options: CacheOptions, bus: LocalBus, topology: Nodes, node: str
 ) -> Callable[[], Listener]:
     """Return how to reach this process's listener of `bus` (made on first need)."""
 

@@ -133,6 +133,14 @@ class Listener:
         """Cut a reconnect backoff short (Redis was just seen to be back)."""
         self._wake.set()
 
+    def reconnect(self) -> None:
+        """Drop the connection and subscribe again (the master moved); no fills until then."""
+        self.bus.healthy = False
+        current = self._current
+        if current is not None:
+            current.interrupt()
+        self._wake.set()
+
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread and close its connection; the bus is unhealthy afterwards."""
         self._stopping.set()

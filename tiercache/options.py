@@ -100,6 +100,10 @@ class CacheOptions:
             self.socket_timeout,
             self.max_connections,
             self.fill_connections,
+            cluster=self.cluster,
+            sentinels=tuple(self.sentinels or ()),
+            sentinel_kwargs=tuple(sorted((self.sentinel_kwargs or {}).items())),
+            watch_interval=self.heartbeat_interval,
         )
 
     @property
@@ -136,8 +140,6 @@ def _check_topology(options: CacheOptions) -> None:
         )
     if options.sentinels is not None and not parts.hostname:
         raise ValueError("with sentinels, the url's host is the service name: redis://mymaster/0")
-    # Until the tiers run on redis-py's cluster and sentinel clients (issue 10, phase 2).
-    raise NotImplementedError(f"{topology} is not supported yet by this version of tiercache")
 
 
 def url_database(url: str) -> str:

@@ -19,7 +19,7 @@ from tiercache.commands import Command
 from tiercache.errors import CacheError, CacheTimeout, CacheUnavailable
 from tiercache.listener import PONG, Pong, TrackingRefused
 from tiercache.messages import Invalidation, decode
-from tiercache.topology import Topology
+from tiercache.topology import Nodes
 from tiercache.tracking import Tracking
 
 __all__ = ["BroadcastSubscriber", "TrackingSubscriber"]
@@ -45,7 +45,7 @@ def _translated() -> Iterator[None]:
 class _Subscriber:
     """Implements `tiercache.listener.Subscriber` on one connection to one node."""
 
-    def __init__(self, topology: Topology, node: str) -> None:
+    def __init__(self, topology: Nodes, node: str) -> None:
         self._topology = topology
         self._node = node
         self._connection: Any = None
@@ -116,7 +116,7 @@ def _subscribed(reply: object) -> None:
 class TrackingSubscriber(_Subscriber):
     """Hears Redis's tracking invalidations for the keys `tracking`'s connections read."""
 
-    def __init__(self, topology: Topology, node: str, tracking: Tracking) -> None:
+    def __init__(self, topology: Nodes, node: str, tracking: Tracking) -> None:
         super().__init__(topology, node)
         self._tracking = tracking
 
@@ -154,7 +154,7 @@ class TrackingSubscriber(_Subscriber):
 class BroadcastSubscriber(_Subscriber):
     """Hears the one channel every writer publishes on (broadcast mode)."""
 
-    def __init__(self, topology: Topology, node: str, channel: str) -> None:
+    def __init__(self, topology: Nodes, node: str, channel: str) -> None:
         super().__init__(topology, node)
         self._channel = channel
 

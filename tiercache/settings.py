@@ -31,6 +31,14 @@ class RedisSettings:
     max_connections: int | None = None
     #: Cache-owned connections per node that read what L1 keeps (tracked reads).
     fill_connections: int = 1
+    #: `url` is one seed node of a Redis Cluster.
+    cluster: bool = False
+    #: (host, port) of each Sentinel; `url`'s host is then the service name.
+    sentinels: tuple[tuple[str, int], ...] = ()
+    #: Keywords for the connections to the Sentinels, as sorted (name, value) pairs.
+    sentinel_kwargs: tuple[tuple[str, object], ...] = ()
+    #: Seconds between two looks at who the primaries are (Cluster, Sentinel).
+    watch_interval: float = 1.0
 
     @property
     def location(self) -> str:

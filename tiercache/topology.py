@@ -9,7 +9,7 @@ Sentinel implement the same protocol.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 import redis.asyncio
@@ -18,21 +18,16 @@ from redis.retry import Retry
 
 from tiercache.settings import RedisSettings
 
-__all__ = ["StandaloneTopology", "Topology", "make_topology"]
+if TYPE_CHECKING:
+    from tiercache.topology_cluster import ClusterTopology
+
+__all__ = ["Nodes", "StandaloneTopology", "Topology", "client_options", "make_topology"]
 
 
-class Topology(Protocol):
-    """The Redis nodes of one cache, and how to reach them."""
+class Nodes(Protocol):
+    """The Redis nodes of one cache, on any topology (Cluster included)."""
 
     settings: RedisSettings
-
-    def sync_client(self) -> redis.Redis:
-        """Return a new client for ordinary commands (its pool bounded by max_connections)."""
-        ...
-
-    def async_client(self) -> redis.asyncio.Redis:
-        """Return a new asyncio client; bind it to one event loop only."""
-        ...
 
     def node_of(self, key: str) -> str:
         """Return the address of the node that holds `key`."""
@@ -51,7 +46,20 @@ class Topology(Protocol):
         ...
 
 
-def _options(settings: RedisSettings) -> dict[str, Any]:
+class Topology(Nodes, Protocol):
+    """A topology whose commands all go through one `redis.Redis` (standalone, Sentinel)."""
+
+    def sync_client(self) -> redis.Redis:
+        """Return a new client for ordinary commands (its pool bounded by max_connections)."""
+        ...
+
+    def async_client(self) -> redis.asyncio.Redis:
+        """Return a new asyncio client; bind it to one event loop only."""
+        ...
+
+
+def client_options(settings: RedisSettings) -> dict[str, Any]:
+    """Return the keywords every client and connection of `settings` takes."""
     return {
         "socket_connect_timeout": settings.connect_timeout,
         "socket_timeout": settings.socket_timeout,
@@ -67,7 +75,7 @@ class StandaloneTopology:
 
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
-        template = redis.ConnectionPool.from_url(settings.url, **_options(settings))
+        template = redis.ConnectionPool.from_url(settings.url, **client_options(settings))
         self._connection_class: type[redis.Connection] = template.connection_class
         self._connection_kwargs = dict(template.connection_kwargs)
         kwargs = self._connection_kwargs
@@ -79,13 +87,13 @@ class StandaloneTopology:
         settings = self.settings
         pool: redis.ConnectionPool
         if settings.max_connections is None:
-            pool = redis.ConnectionPool.from_url(settings.url, **_options(settings))
+            pool = redis.ConnectionPool.from_url(settings.url, **client_options(settings))
         else:
             pool = redis.BlockingConnectionPool.from_url(
                 settings.url,
                 max_connections=settings.max_connections,
                 timeout=settings.socket_timeout,
-                **_options(settings),
+                **client_options(settings),
             )
         return redis.Redis(connection_pool=pool)
 
@@ -95,14 +103,14 @@ class StandaloneTopology:
         pool: redis.asyncio.ConnectionPool
         if settings.max_connections is None:  # redis.asyncio's own default is 100
             pool = redis.asyncio.ConnectionPool.from_url(
-                settings.url, max_connections=2**31, **_options(settings)
+                settings.url, max_connections=2**31, **client_options(settings)
             )
         else:
             pool = redis.asyncio.BlockingConnectionPool.from_url(
                 settings.url,
                 max_connections=settings.max_connections,
                 timeout=settings.socket_timeout,
-                **_options(settings),
+                **client_options(settings),
             )
         return redis.asyncio.Redis.from_pool(pool)
 
@@ -122,6 +130,14 @@ class StandaloneTopology:
         """Do nothing: a standalone server never moves its keys."""
 
 
-def make_topology(settings: RedisSettings) -> Topology:
+def make_topology(settings: RedisSettings) -> Topology | ClusterTopology:
     """Return the topology of `settings`."""
+    if settings.cluster:
+        from tiercache.topology_cluster import ClusterTopology
+
+        return ClusterTopology(settings)
+    if settings.sentinels:
+        from tiercache.topology_sentinel import SentinelTopology
+
+        return SentinelTopology(settings)
     return StandaloneTopology(settings)

@@ -52,7 +52,7 @@ except ImportError:  # redis-py packs then, more slowly
 
 if TYPE_CHECKING:
     from tiercache.bus import LocalBus
-    from tiercache.topology import Topology
+    from tiercache.topology import Nodes
 
 __all__ = ["Claim", "Tracking"]
 
@@ -86,7 +86,7 @@ class Claim:
 class Tracking:
     """The fill connections of one node, and the id their invalidations go to."""
 
-    def __init__(self, bus: LocalBus, topology: Topology, node: str, slots: int = 2) -> None:
+    def __init__(self, bus: LocalBus, topology: Nodes, node: str, slots: int = 2) -> None:
         self.bus = bus
         self.topology = topology
         self.node = node

@@ -43,7 +43,10 @@ from tests.django_suite.run_django_cache_suite import (
 )
 
 if TYPE_CHECKING:
+    import subprocess
+
     from tests.redis_server import RedisServer
+    from tests.redis_topology import RedisClusterServers
 
 DEFAULT_CANDIDATE = "django_tiercache.backend.TieredCache"
 CANDIDATE_BACKEND = os.environ.get("TIERCACHE_DJANGO_SUITE_BACKEND", DEFAULT_CANDIDATE)
@@ -73,6 +76,21 @@ def _write_report(lines: list[str]) -> None:
     print("\n" + text, end="")
     REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
     REPORT_PATH.write_text(text, encoding="utf-8")
+
+
+def _assert_no_regressions(
+    comparison: Comparison, proc: subprocess.CompletedProcess[str], what: str
+) -> None:
+    candidate = comparison.candidate
+    details = "\n\n".join(
+        f"--- {name} ---\n{candidate.tracebacks.get(name, candidate.messages.get(name, ''))}"
+        for name in comparison.regressions
+    )
+    assert not comparison.regressions, (
+        f"{len(comparison.regressions)} Django cache tests pass on Django's RedisCache but not "
+        f"on {what}: {comparison.regressions}\n\n{details}\n\n"
+        f"--- suite stderr (tail) ---\n{proc.stderr[-1500:]}"
+    )
 
 
 def _server_url(redis_server: RedisServer) -> str:
@@ -127,12 +145,24 @@ def test_tiercache_backend_passes_what_builtin_passes(
     comparison = Comparison(builtin_result, candidate)
     _write_report(comparison.report_lines())
     assert not comparison.baseline_broken, "see test_builtin_redis_backend_passes_django_suite"
-    details = "\n\n".join(
-        f"--- {name} ---\n{candidate.tracebacks.get(name, candidate.messages.get(name, ''))}"
-        for name in comparison.regressions
+    _assert_no_regressions(comparison, proc, CANDIDATE_BACKEND)
+
+
+def test_tiercache_backend_on_a_redis_cluster_passes_what_builtin_passes(
+    builtin_result: SuiteResult, redis_cluster: RedisClusterServers
+) -> None:
+    spec = candidate_spec(
+        redis_cluster.seed_url,
+        0,  # a cluster has database 0 only
+        label=f"{CANDIDATE_LABEL}-cluster",
+        backend=CANDIDATE_BACKEND,
+        options={**CANDIDATE_OPTIONS, "CLUSTER": True},
+        extra_apps=CANDIDATE_EXTRA_APPS,
     )
-    assert not comparison.regressions, (
-        f"{len(comparison.regressions)} Django cache tests pass on Django's RedisCache but not "
-        f"on {CANDIDATE_BACKEND}: {comparison.regressions}\n\n{details}\n\n"
-        f"--- suite stderr (tail) ---\n{proc.stderr[-1500:]}"
-    )
+    # The fixture emptied every primary; the runner's own FLUSHDB would reach one node.
+    candidate, proc = run_in_subprocess(spec, timeout=SUITE_TIMEOUT, flush=False)
+    assert candidate.fatal is None, candidate.fatal.get("traceback", candidate.fatal)
+    comparison = Comparison(builtin_result, candidate)
+    lines = comparison.report_lines()
+    print("\n" + "\n".join(lines))
+    _assert_no_regressions(comparison, proc, f"{CANDIDATE_BACKEND} on a Redis Cluster")

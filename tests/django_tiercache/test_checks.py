@@ -262,19 +262,6 @@ def test_a_standalone_location_has_no_topology_error() -> None:
     assert "django_tiercache.E006" not in _ids(CACHES=_cache("redis://127.0.0.1:6379/3"))
 
 
-@pytest.mark.parametrize(
-    "options",
-    [{"CLUSTER": True}, {"SENTINELS": [["127.0.0.1", 26379]]}],
-    ids=["cluster", "sentinel"],
-)
-def test_a_topology_not_served_yet_is_named_by_check_and_use(options: dict[str, Any]) -> None:
-    settings = {"CACHES": _cache("redis://mymaster:7000/0", OPTIONS=options)}
-    (message,) = _ours(**settings)
-    assert (message.id, "not supported yet" in message.msg) == ("django_tiercache.E006", True)
-    with override_settings(**settings), pytest.raises(ImproperlyConfigured, match="not supported"):
-        caches["default"].get("user:1")
-
-
 def test_a_url_option_redis_py_refuses_raises_an_error_naming_the_setting_on_use() -> None:
     with (
         override_settings(CACHES=_cache("redis://:pw@127.0.0.1:1/0?socket_timeout=abc")),

@@ -7,18 +7,37 @@ from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
+from redis.sentinel import Sentinel
 
+from tests.redis_topology import RedisClusterServers, RedisSentinelServers
 from tests.tiercache.support import ALL_CONFIGS, L2_CONFIGS, CacheUnderTest, FakeClock, build
 from tests.tiercache.support import layout_options as _layout_options
 
 
+def _redis_behind(
+    request: pytest.FixtureRequest, layout: str, topology: str
+) -> tuple[str | None, dict[str, Any], Any]:
+    """Return the URL, the topology options and a plain redis-py client of a layout."""
+    if layout == "l1":
+        return None, {}, None
+    if topology == "sentinel":
+        sentinel: RedisSentinelServers = request.getfixturevalue("redis_sentinel")
+        client = Sentinel(sentinel.sentinels).master_for(sentinel.service)
+        return sentinel.url, {"sentinels": sentinel.sentinels}, client
+    if topology == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        return cluster.seed_url, {"cluster": True}, RedisCluster.from_url(cluster.seed_url)
+    url: str = request.getfixturevalue("redis_url")
+    return url, {}, redis.Redis.from_url(url)
+
+
 async def _cache_under_test(request: pytest.FixtureRequest) -> AsyncIterator[CacheUnderTest]:
-    layout, colour = str(request.param).split("-")
-    url = None if layout == "l1" else request.getfixturevalue("redis_url")
+    layout, colour, *topology = str(request.param).split("-")
+    url, where, client = _redis_behind(request, layout, topology[0] if topology else "")
     clock = FakeClock()
-    options = {**_layout_options(layout, url), "timer": clock, "clock": clock.wall}
+    options = {**_layout_options(layout, url), **where, "timer": clock, "clock": clock.wall}
     cache = build(colour, options["url"], **{k: v for k, v in options.items() if k != "url"})
-    client = redis.Redis.from_url(url) if url is not None else None
     under_test = CacheUnderTest(cache, colour, layout, clock, client, url, options, [])
     try:
         yield under_test

@@ -41,8 +41,16 @@ METHOD_NAMES = (
 #: Tier layouts: L1 only, L2 only, L1 ahead of L2.
 LAYOUTS = ("l1", "l2", "l1l2")
 COLOURS = ("sync", "async")
-ALL_CONFIGS = tuple(f"{layout}-{colour}" for layout in LAYOUTS for colour in COLOURS)
-L2_CONFIGS = tuple(config for config in ALL_CONFIGS if not config.startswith("l1-"))
+#: Redis topologies besides standalone, each started once per run (tests/redis_topology.py).
+TOPOLOGIES = ("sentinel", "cluster")
+STANDALONE_CONFIGS = tuple(f"{layout}-{colour}" for layout in LAYOUTS for colour in COLOURS)
+L2_CONFIGS = tuple(
+    f"{config}{suffix}"
+    for suffix in ("", *(f"-{topology}" for topology in TOPOLOGIES))
+    for config in STANDALONE_CONFIGS
+    if not config.startswith("l1-")
+)
+ALL_CONFIGS = (*[c for c in STANDALONE_CONFIGS if c.startswith("l1-")], *L2_CONFIGS)
 
 
 class FakeClock:

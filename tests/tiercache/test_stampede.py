@@ -6,7 +6,7 @@ import asyncio
 import re
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -246,9 +246,10 @@ def test_singleflight_lets_a_sync_caller_wait_for_an_async_leader() -> None:
 
 
 @pytest.fixture
-def raw(redis_url: str) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(redis_url) as client:
-        yield client
+def raw(l2_cache: CacheUnderTest) -> redis.Redis:
+    """Return a plain redis-py client of the Redis behind `l2_cache`, whatever its topology."""
+    assert l2_cache.redis is not None
+    return l2_cache.redis
 
 
 async def test_lock_held_elsewhere_makes_the_caller_take_the_holders_value(
@@ -314,8 +315,9 @@ def test_lock_release_deletes_only_the_owners_lock(raw: redis.Redis) -> None:
     assert raw.exists("lock") == 0
 
 
-async def test_too_slow_lock_holder_is_given_up_on(redis_url: str, raw: redis.Redis) -> None:
+async def test_too_slow_lock_holder_is_given_up_on(redis_url: str) -> None:
     cache = TieredCache.from_url(redis_url, lock_timeout=0.2)
+    raw = redis.Redis.from_url(redis_url)
     try:
         raw.set(LOCK_PREFIX + "tc:k", "stuck", px=10_000)
         loader = Loader()
@@ -325,6 +327,7 @@ async def test_too_slow_lock_holder_is_given_up_on(redis_url: str, raw: redis.Re
         assert loader.calls == 1
     finally:
         cache.close()
+        raw.close()
 
 
 # -- stale-while-revalidate, fail-safe, jitter -------------------------------------------

@@ -65,20 +65,3 @@ def test_sentinel_kwargs_without_sentinels_are_refused() -> None:
 def test_each_sentinel_is_a_host_and_a_port(sentinels: object) -> None:
     with pytest.raises(ValueError, match="sentinel"):
         AsyncTieredCache.from_url("redis://mymaster/0", sentinels=sentinels)
-
-
-@pytest.mark.parametrize("from_url", BUILDERS, ids=["sync", "async"])
-@pytest.mark.parametrize(
-    "options",
-    [
-        {"cluster": True},
-        {"sentinels": SENTINELS},
-        {"sentinels": [["127.0.0.1", 26379]], "sentinel_kwargs": {"password": "x"}},
-    ],
-    ids=["cluster", "sentinel", "sentinel-settings-form"],
-)
-def test_valid_topologies_say_they_are_not_supported_yet(
-    from_url: Any, options: dict[str, Any]
-) -> None:
-    with pytest.raises(NotImplementedError, match="not supported yet"):
-        from_url("rediss://mymaster:7000/0", **options)

@@ -1,4 +1,7 @@
-"""`manage.py tiercache_demo`: start a private Redis, migrate, create the demo admin, serve."""
+"""`manage.py tiercache_demo`: start a private Redis, migrate, create the demo admin, serve.
+
+`--cluster` and `--sentinel` start a private Redis Cluster or Sentinel set instead.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,10 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -41,18 +45,34 @@ class Command(BaseCommand):
             help="Use this existing Redis (the site writes its dj:* and metrics keys there).",
         )
         which.add_argument("--no-redis", action="store_true", help="Run without Redis (L1 only).")
+        which.add_argument(
+            "--cluster",
+            action="store_true",
+            help="Start a private Redis Cluster of 3 primaries and run on it (CLUSTER: True).",
+        )
+        which.add_argument(
+            "--sentinel",
+            action="store_true",
+            help="Start a private master, replica and 3 Sentinels and run on them (SENTINELS).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        private: PrivateRedis | None = None
+        private: Stoppable | None = None
         server: subprocess.Popen[bytes] | None = None
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
-            url, how, private = self._choose_redis(options["redis"], no_redis=options["no_redis"])
+            if options["cluster"] or options["sentinel"]:
+                url, how, private, where = _private_topology(cluster=options["cluster"])
+            else:
+                url, how, private = self._choose_redis(
+                    options["redis"], no_redis=options["no_redis"]
+                )
+                where = {}
             call_command("migrate", interactive=False, verbosity=0)
             password = self._demo_admin()
             token = os.environ.get("TIERCACHE_METRICS_TOKEN") or secrets.token_urlsafe(16)
             site = f"http://{options['addr']}:{options['port']}"
-            self._banner(site, url, how, password, token)
+            self._banner(site, url, how, password, token, where=where)
             server = subprocess.Popen(
                 [
                     *die_with_parent(),
@@ -62,7 +82,12 @@ class Command(BaseCommand):
                     f"{options['addr']}:{options['port']}",
                     "--noreload",
                 ],
-                env={**os.environ, "TIERCACHE_REDIS_URL": url, "TIERCACHE_METRICS_TOKEN": token},
+                env={
+                    **os.environ,
+                    **where,
+                    "TIERCACHE_REDIS_URL": url,
+                    "TIERCACHE_METRICS_TOKEN": token,
+                },
             )
             server.wait()
         except KeyboardInterrupt:
@@ -99,10 +124,14 @@ class Command(BaseCommand):
         user.save()
         return password
 
-    def _banner(self, site: str, url: str, how: str, password: str, token: str) -> None:
+    def _banner(
+        self, site: str, url: str, how: str, password: str, token: str, *, where: dict[str, str]
+    ) -> None:
         write = self.stdout.write
         write(self.style.SUCCESS("tiercache example site"))
         write(f"  Redis:        {url or '-'}  [{how}]")
+        for name, value in where.items():
+            write(f"                {name}={value}")
         write(f"  Site:         {site}/")
         write(f"  Cache stats:  {site}/admin/django_tiercache/cachestats/")
         write(f"  Log in as:    {DEMO_USER} / {password}")
@@ -110,9 +139,46 @@ class Command(BaseCommand):
         if url:
             python = os.path.relpath(sys.executable)
             manage = os.path.relpath(MANAGE_PY)
-            write(f"  Operators:    TIERCACHE_REDIS_URL={url} {python} {manage} tiercache stats")
+            env = " ".join(f"{name}={value}" for name, value in where.items())
+            write(
+                f"  Operators:    {env + ' ' if env else ''}TIERCACHE_REDIS_URL={url} "
+                f"{python} {manage} tiercache stats"
+            )
         write("  Visit a few pages (or /simulate/), then reload the stats page. Stop with Ctrl-C.")
         self.stdout.flush()
+
+
+class Stoppable(Protocol):
+    """A private Redis the demo started: `stop()` ends it."""
+
+    def stop(self) -> None: ...
+
+
+def _private_topology(*, cluster: bool) -> tuple[str, str, Stoppable, dict[str, str]]:
+    """Start a private Redis Cluster or Sentinel set with the tests' own launcher."""
+    from tests.redis_topology import RedisClusterServers, RedisSentinelServers
+
+    if cluster:
+        nodes = RedisClusterServers(primaries=3, replicas=0).start()
+        return (
+            nodes.seed_url,
+            "private Redis Cluster of 3 primaries, stopped on exit",
+            _Closing(nodes.close),
+            {"TIERCACHE_REDIS_CLUSTER": "1"},
+        )
+    sentinel = RedisSentinelServers().start()
+    addresses = ",".join(f"{host}:{port}" for host, port in sentinel.sentinels)
+    return (
+        sentinel.url,
+        "private master, replica and 3 Sentinels, stopped on exit",
+        _Closing(sentinel.close),
+        {"TIERCACHE_REDIS_SENTINELS": addresses},
+    )
+
+
+class _Closing:
+    def __init__(self, close: Callable[[], None]) -> None:
+        self.stop = close
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
