@@ -339,8 +339,10 @@ class TieredCache(DjangoRedisAPI):
     # -- the sync API ----------------------------------------------------------------
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        found = drive(self._policy.get(*self._resolve(key, version)), self._sync)
-        value = self._settle(found, "get", MISSING)
+        resolved = self._resolve(key, version)
+        value = self._policy.lookup(*resolved)  # an L1 hit: no flow, driver or Result
+        if value is MISSING:
+            value = self._settle(drive(self._policy.get(*resolved), self._sync), "get", MISSING)
         return default if value is MISSING else value
 
     def set(  # type: ignore[override]  # returns a bool, as django-redis's does
@@ -415,8 +417,11 @@ class TieredCache(DjangoRedisAPI):
     # -- the native async API --------------------------------------------------------
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        found = await drive_async(self._policy.get(*self._resolve(key, version)), self._async)
-        value = self._settle(found, "get", MISSING)
+        resolved = self._resolve(key, version)
+        value = self._policy.lookup(*resolved)
+        if value is MISSING:
+            found = await drive_async(self._policy.get(*resolved), self._async)
+            value = self._settle(found, "get", MISSING)
         return default if value is MISSING else value
 
     async def aset(  # type: ignore[override]  # returns a bool, as django-redis's does

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Generator, Iterable, Mapping
-from types import GeneratorType
 from typing import TypeVar
 
 from returns.result import Failure, Result, Success
@@ -117,10 +116,10 @@ class CacheOperations:
         resolved = self._keys[key] if type(key) is str else None
         if resolved is None:
             return self._invalid(check_key(key) or InvalidKey(f"key {key!r} is not valid"))
-        found = self.policy.get(*resolved)
-        if isinstance(found, GeneratorType):
-            return _value_or_none(self._named(found))
-        return found  # type: ignore[return-value]  # an L1 hit: a str, never MISSING
+        held = self.policy.lookup(*resolved)
+        if held is not MISSING:
+            return Success(held)  # type: ignore[arg-type]  # a str, as this cache stores
+        return _value_or_none(self._named(as_flow(self.policy.get(*resolved))))
 
     def get_json(self, key: str) -> Flow[JSONObject | None]:
         text = yield from as_flow(self.get(key))

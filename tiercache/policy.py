@@ -284,21 +284,39 @@ class TierPolicy:
 
     # -- reads -----------------------------------------------------------------------
 
+    def lookup(self, key: str, namespace: str) -> object:
+        """Return the value L1 holds for `key` (counted as a hit), or MISSING.
+
+        The one L1 lookup of every shell: a hit is a plain value, with no `Result`,
+        flow or driver to build ("get hit (L1)" in benchmarks/). A miss is not
+        counted here: the shell goes on to `get`, which counts it.
+        """
+        l1 = self.l1
+        if l1 is None:
+            return MISSING
+        held = l1.get(key)
+        if held is MISSING:
+            return MISSING
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.record_hit(namespace, "l1")
+        return self.codec.from_l1(held)
+
     def get(self, key: str, namespace: str, grace: float | None = None) -> Outcome[object]:
         """Return the value of `key`, or MISSING: the one read path of every shell.
 
-        An L1 hit answers at once with a `Success`, building no flow; anything else
-        is a flow. With `grace` (get_or_set's stale window) the answer is a `Found`
-        instead, and L1 answers only for a copy with more than `grace` seconds left
-        (or when there is no L2): a copy about to go stale may be fresh in Redis.
+        An L1 hit (see `lookup`) answers at once with a `Success`, building no flow;
+        anything else is a flow. With `grace` (get_or_set's stale window) the answer
+        is a `Found` instead, and L1 answers only for a copy with more than `grace`
+        seconds left (or when there is no L2): a copy about to go stale may be fresh
+        in Redis.
         """
         l1 = self.l1
         if l1 is not None:
             if grace is None:
-                held = l1.get(key)
-                if held is not MISSING:
-                    self._hit(namespace, "l1")
-                    return Success(self.codec.from_l1(held))
+                value = self.lookup(key, namespace)
+                if value is not MISSING:
+                    return Success(value)
             else:
                 found = l1.get_with_ttl(key)
                 if isinstance(found, tuple):

@@ -435,22 +435,32 @@ def test_every_invalidation_message_decodes_to_what_was_encoded(keys: list[str])
 
 def test_an_l1_hit_is_answered_without_building_a_flow(rig: Rig) -> None:
     rig.l2.plant("k", "v")
+    assert rig.policy.lookup("k", "ns") is MISSING  # not held yet: the shell goes on to get
     rig.get("k")
+    assert rig.policy.lookup("k", "ns") == "v"  # a plain value: no Result, no flow
     assert rig.policy.get("k", "ns") == Success("v")  # a Result, not a generator
 
 
 class ReadSpy:
-    """Wraps `TierPolicy.get` and counts the reads that went through it."""
+    """Wraps `TierPolicy.lookup` and `TierPolicy.get`, recording the caller's key of each."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.calls = 0
-        original = TierPolicy.get
+        self.lookups: list[str] = []
+        self.gets: list[str] = []
+        for name, seen in (("lookup", self.lookups), ("get", self.gets)):
+            original = getattr(TierPolicy, name)
 
-        def get(policy: TierPolicy, *args: Any) -> Any:
-            self.calls += 1
-            return original(policy, *args)
+            def spy(
+                policy: TierPolicy,
+                key: str,
+                *args: Any,
+                original: Any = original,
+                seen: list[str] = seen,
+            ) -> Any:
+                seen.append(key.rsplit(":", 1)[-1])
+                return original(policy, key, *args)
 
-        monkeypatch.setattr(TierPolicy, "get", get)
+            monkeypatch.setattr(TierPolicy, name, spy)
 
 
 @pytest.mark.parametrize("layout", ["l1", "l2", "l1l2"])
@@ -473,7 +483,14 @@ async def test_every_read_of_the_core_goes_through_the_policy_read(
         assert success_of(await cache.get_or_set("g", load, 10)) == "loaded"
     else:
         assert success_of(cache.get_or_set("g", lambda: "loaded", 10)) == "loaded"
-    assert spy.calls == 4
+    # Every plain read asks L1 through the one lookup; every read L1 did not answer
+    # (and get_or_set, which weighs the copy's life) goes through the one read path.
+    if layout == "l2":
+        assert spy.gets == ["k", "k", "absent", "g"]
+    else:
+        assert spy.gets == ["absent", "g"]
+    assert spy.lookups[:2] == ["k", "k"]
+    assert spy.lookups.count("absent") >= 1
 
 
 def test_l1_only_expire_keeps_l1_bounded_by_l1_max_bytes() -> None:
