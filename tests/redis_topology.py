@@ -429,6 +429,8 @@ class RedisSentinelServers(_Servers):
         for sentinel in self.sentinel_servers:
             if not sentinel.is_running():
                 sentinel.start()
+        # A master just killed is still named until the replica's promotion is agreed.
+        wait_until(self._live_master, "the sentinels to name a master that runs")
         master = self.master()
         for server in self.data_servers:
             if not server.is_running():
@@ -477,6 +479,10 @@ class RedisSentinelServers(_Servers):
             if len(healthy) != self._replicas:
                 return False
         return True
+
+    def _live_master(self) -> bool:
+        port = self._agreed_master()
+        return port is not None and self.server_on(port).is_running() and _role_of(port) == "master"
 
     def _agreed_master(self) -> int | None:
         """Return the master port every running sentinel names, or None if they differ."""

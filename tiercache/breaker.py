@@ -57,6 +57,12 @@ class CircuitBreaker:
         """Call `listener` each time the circuit closes after having been open."""
         self._listeners.append(listener)
 
+    def probe_now(self) -> None:
+        """Let the next call probe at once: what failed was replaced (a new master)."""
+        with self._lock:
+            if self._state == "open":
+                self._opened_at = self._timer() - self.reset_timeout
+
     def allow(self) -> bool:
         """Return whether a call may go to the network now."""
         if self._state == "closed":  # the hot path takes no lock

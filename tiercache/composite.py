@@ -83,15 +83,15 @@ def assemble(
         if bus.requested == "tracking":
             bus.track_with(lambda: Tracking(bus, topology, node, options.fill_connections))
         listener = _listener(options, bus, topology, node)
-        if not isinstance(topology, ClusterTopology):
-            # Sentinel named another master: it has no tracking state of ours.
-            topology.on_change(lambda _nodes: _moved(bus, listener))
         # One per node and breaker settings; keyed by the full URL too, so a wrong
         # password does not open the circuit of the right one.
         new_breaker = functools.partial(_breaker, options, bus, listener)
         breaker = registry.breaker_for(
             (options.url, node, options.breaker_threshold, options.breaker_reset), new_breaker
         )
+        if not isinstance(topology, ClusterTopology):
+            # Sentinel named another master: it has no tracking state of ours.
+            topology.on_change(functools.partial(_moved, bus, listener, breaker))
         if bus.requested != "off":
             bus.listen_with(lambda: listener().ensure_started())
             # Subscribe before the first read or write: both capture the L1 sequence,
@@ -136,8 +136,11 @@ def _mode(options: CacheOptions, topology: Nodes) -> Mode:
     return "broadcast" if mode == "tracking" and isinstance(topology, ClusterTopology) else mode
 
 
-def _moved(bus: LocalBus, listener: Callable[[], Listener]) -> None:
-    """Forget what the old master vouched for, and listen to the new one."""
+def _moved(
+    bus: LocalBus, listener: Callable[[], Listener], breaker: CircuitBreaker, nodes: set[str]
+) -> None:
+    """Forget what the old master vouched for, listen to the new one, try it at once."""
+    breaker.probe_now()
     bus.clear_all()
     if bus.tracking is not None:
         bus.tracking.forget()

@@ -46,6 +46,15 @@ def test_circuit_opens_after_threshold_consecutive_failures(breaker: CircuitBrea
     assert breaker.times_opened == 1
 
 
+def test_probe_now_lets_one_probe_through_before_the_cool_down(breaker: CircuitBreaker) -> None:
+    for _ in range(3):
+        breaker.record_failure()
+    assert not breaker.allow()
+    breaker.probe_now()  # a Sentinel named a new master: try it without waiting
+    assert breaker.allow()
+    assert not breaker.allow()
+
+
 def test_a_success_between_failures_keeps_the_circuit_closed(breaker: CircuitBreaker) -> None:
     for _ in range(5):
         breaker.record_failure()
