@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 
 from django_tiercache.metrics import metrics_for
 from tests.redis_server import RedisServer
+from tests.redis_topology import RedisClusterServers
 
 
 def _run(*args: str) -> str:
@@ -58,6 +59,21 @@ def test_ping_fails_when_redis_is_unreachable(use_caches: Any, private_redis: Re
 
     with pytest.raises(CommandError, match="Redis unreachable for: default"):
         _run("ping")
+
+
+def test_ping_asks_every_primary_of_a_cluster(
+    use_caches: Any, redis_cluster: RedisClusterServers
+) -> None:
+    use_caches(redis_cluster.seed_url, CLUSTER=True)
+    assert _run("ping").startswith("default: PONG in ")
+    paused = redis_cluster.primaries()[-1]
+    with redis.Redis(port=paused.port) as primary:
+        primary.execute_command("CLIENT", "PAUSE", 2000, "ALL")  # answers nobody for 2 s
+        try:
+            with pytest.raises(CommandError, match="Redis unreachable for: default"):
+                _run("ping")
+        finally:
+            primary.execute_command("CLIENT", "UNPAUSE")
 
 
 def test_stats_says_when_the_figures_are_this_processes_only(
