@@ -91,14 +91,21 @@ def _ratio(these: list[float], those: list[float]) -> float:
 
 @contextlib.contextmanager
 def _gunicorn(backend: str, redis_url: str, workers: int) -> Iterator[int]:
-    port = _free_port()
     env = {
-        **os.environ,
         "BENCH_CACHE": backend,
         "BENCH_REDIS_URL": redis_url,
         "DJANGO_SETTINGS_MODULE": "benchmarks.site_app",
-        "PYTHONPATH": str(ROOT),
     }
+    with gunicorn("benchmarks.site_app:application", env, workers, "/plain/") as (port, _):
+        yield port
+
+
+@contextlib.contextmanager
+def gunicorn(
+    app: str, env: dict[str, str], workers: int, ready_path: str = "/"
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """Serve `app` with gunicorn sync workers on a free port; yield the port and the master."""
+    port = _free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -112,14 +119,14 @@ def _gunicorn(backend: str, redis_url: str, workers: int) -> Iterator[int]:
             f"127.0.0.1:{port}",
             "--log-level",
             "warning",
-            "benchmarks.site_app:application",
+            app,
         ],
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
         cwd=ROOT,
     )
     try:
-        _wait_for(port, process)
-        yield port
+        _wait_for(port, process, ready_path)
+        yield port, process
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -129,18 +136,20 @@ def _gunicorn(backend: str, redis_url: str, workers: int) -> Iterator[int]:
             process.wait()
 
 
-def _wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
+def _wait_for(port: int, process: subprocess.Popen[bytes], path: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError("gunicorn exited at start")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/plain/")
+            connection.request("GET", path)
             if connection.getresponse().status == 200:
                 return
         except OSError:
             time.sleep(0.1)
+        finally:
+            connection.close()
     raise RuntimeError("gunicorn did not answer in 30 s")
 
 

@@ -20,7 +20,7 @@ from django_tiercache.codec import DjangoCodec
 from django_tiercache.compression import CompressingSerializer
 from django_tiercache.conf import app_settings
 from django_tiercache.metrics import AliasMetrics
-from django_tiercache.options import BackendOptions
+from django_tiercache.options import BackendOptions, invalidation_conflict
 from django_tiercache.serializers import Serializer
 from django_tiercache.workers import probe_of
 from tiercache import registry
@@ -44,6 +44,8 @@ class Backbone:
         self.options = options
         self.codec = DjangoCodec(_serializer(options, keys))
         self.metrics = AliasMetrics(alias, push_interval=options.METRICS_PUSH_INTERVAL)
+        if conflict := invalidation_conflict(alias, options):
+            raise ImproperlyConfigured(conflict)
         try:
             self.assembly: Assembly = assemble(self.options.core, self.codec, self.metrics)
         except ValueError as error:  # redis-py refuses the URL's query, e.g. "?socket_timeout=x"

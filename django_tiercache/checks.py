@@ -18,6 +18,7 @@ from django_tiercache.contract import is_tiered_backend
 from django_tiercache.options import (
     OPTION_DEFAULTS,
     BackendOptions,
+    invalidation_conflict,
     location_problem,
     parse_options,
 )
@@ -67,7 +68,7 @@ def check_caches(
                 id="django_tiercache.W005",
             )
         )
-    for alias, config in tiered.items():
+    for number, (alias, config) in enumerate(tiered.items()):
         location, raw = config.get("LOCATION"), config.get("OPTIONS")
         messages += _check_locations(alias, location)
         if isinstance(raw, Mapping):
@@ -84,6 +85,17 @@ def check_caches(
         options = _check_options(alias, location, raw, messages)
         if options is not None:
             messages += _check_option_values(alias, options, config)
+            # Named once, on the later alias of a pair.
+            conflict = invalidation_conflict(alias, options, list(tiered)[:number])
+            if conflict is not None:
+                messages.append(
+                    checks.Error(
+                        conflict,
+                        hint="Give every cache on one Redis the same INVALIDATION (or False).",
+                        obj=alias,
+                        id="django_tiercache.E007",
+                    )
+                )
     return messages
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from redis import ConnectionPool
 
 from django_tiercache.compat import locations, translate
 from tiercache import CacheOptions
@@ -27,6 +28,7 @@ __all__ = [
     "OPTION_DEFAULTS",
     "BackendOptions",
     "cache_options",
+    "invalidation_conflict",
     "location_problem",
     "parse_options",
 ]
@@ -123,6 +125,10 @@ def location_problem(location: object) -> str | None:
     database = parts.path.strip("/")
     if database and not database.isdigit():
         return f"the database {database!r} is not a number"
+    try:
+        ConnectionPool.from_url(location)  # what redis-py refuses when the cache is built
+    except ValueError as error:
+        return str(error).rstrip(".")
     return None
 
 
@@ -166,6 +172,36 @@ def cache_options(alias: str) -> BackendOptions:
     if not isinstance(config, Mapping):
         raise ImproperlyConfigured(f"CACHES has no entry {alias!r}.")
     return parse_options(alias, config.get("LOCATION"), config.get("OPTIONS"))
+
+
+def invalidation_conflict(
+    alias: str, options: BackendOptions, among: Iterable[str] | None = None
+) -> str | None:
+    """Say which other alias (of `among`) on the same Redis asks for another INVALIDATION.
+
+    One process has one invalidation bus per Redis: "tracking" and "broadcast" cannot
+    share it ("off" joins either). Return None when there is no such alias.
+    """
+    backend = settings.CACHES[alias].get("BACKEND")
+    mine = options.core.invalidation_mode
+    for other in settings.CACHES if among is None else among:
+        config = settings.CACHES[other]
+        if other == alias or not isinstance(config, Mapping) or config.get("BACKEND") != backend:
+            continue
+        try:
+            theirs = parse_options(other, config.get("LOCATION"), config.get("OPTIONS")).core
+        except ImproperlyConfigured:
+            continue  # reported on its own
+        if theirs.location == options.core.location and {mine, theirs.invalidation_mode} == {
+            "tracking",
+            "broadcast",
+        }:
+            return (
+                f"CACHES[{alias!r}] (INVALIDATION {mine!r}) and CACHES[{other!r}] "
+                f"(INVALIDATION {theirs.invalidation_mode!r}) use the same Redis, "
+                f"{options.core.location}: a process has one invalidation mode per Redis."
+            )
+    return None
 
 
 def _converted(where: str, name: str, value: object) -> object:

@@ -619,6 +619,8 @@ class TierPolicy:
             [reply, *_] = yield from self._write([add], "keys", (key,))
         except NotAnInteger as error:
             return self.failed(namespace, _not_an_integer(key, amount, "overflow" in str(error)))
+        except CorruptData as error:
+            return self.failed(namespace, CorruptData(f"key {{key}}: {error}", key=key))
         except CacheError as error:
             self._changed((key,), surely=False)
             return self.failed(namespace, error)

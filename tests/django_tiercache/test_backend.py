@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -100,6 +101,36 @@ def test_a_write_through_one_alias_is_seen_at_once_through_another(
     assert other.get("provider:1") == "new"
     one.delete("provider:1")
     assert other.get("provider:1") is None
+
+
+def test_two_aliases_on_one_redis_keep_their_own_settings(settings: Any, redis_url: str) -> None:
+    # Issue 11, item 3: shared process state once merged them, first alias wins.
+    settings.CACHES = {
+        "quiet": {"BACKEND": BACKEND, "LOCATION": redis_url, "OPTIONS": {"INVALIDATION": False}},
+        "default": {
+            "BACKEND": BACKEND,
+            "LOCATION": redis_url,
+            "OPTIONS": {"BREAKER_THRESHOLD": 99},
+        },
+    }
+    quiet, default = caches["quiet"], caches["default"]
+    quiet.set("user:1", "q")  # built first, with invalidation off
+    default.set("user:2", "old")
+    assert default.breaker is not None
+    assert quiet.breaker is not None
+    assert (default.breaker.failure_threshold, quiet.breaker.failure_threshold) == (99, 3)
+    assert default.metrics is not quiet.metrics
+    assert default.get("user:2") == "old"  # held in L1 now
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        [stored] = raw.keys("*user:2")
+        raw.delete(stored)  # another process's write
+        deadline = time.monotonic() + 5
+        while default.get("user:2") is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert default.get("user:2") is None, "the alias with invalidation heard nothing"
+    finally:
+        raw.close()
 
 
 def test_instances_of_one_alias_in_several_threads_share_one_l1() -> None:

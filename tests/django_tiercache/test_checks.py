@@ -190,7 +190,13 @@ def test_every_message_has_a_hint() -> None:
 
 
 @pytest.mark.parametrize(
-    "location", ["not-a-url://x", "redis://127.0.0.1:notaport/0", "redis://127.0.0.1:6379/zero"]
+    "location",
+    [
+        "not-a-url://x",
+        "redis://127.0.0.1:notaport/0",
+        "redis://127.0.0.1:6379/zero",
+        "redis://127.0.0.1:6379/0?socket_timeout=abc",  # redis-py refuses its query
+    ],
 )
 def test_manage_py_check_reports_a_bad_location_instead_of_crashing(location: str) -> None:
     # Django's own cache checks build every cache first: building must not raise.
@@ -287,3 +293,31 @@ def test_a_redis_with_tracking_raises_no_tracking_warning(redis_url: str) -> Non
     with override_settings(CACHES={"default": config}):
         ids = [m.id for m in run_checks(include_deployment_checks=True)]
         assert "django_tiercache.W007" not in ids
+
+
+def _two_modes(location: str) -> dict[str, Any]:
+    tracking = {"BACKEND": BACKEND, "LOCATION": location, "OPTIONS": {"INVALIDATION": True}}
+    broadcast = {**tracking, "OPTIONS": {"INVALIDATION": "broadcast"}}
+    quiet = {**tracking, "OPTIONS": {"INVALIDATION": False}}
+    return {"default": tracking, "pages": broadcast, "quiet": quiet}
+
+
+def test_two_aliases_asking_one_redis_for_two_invalidation_modes_are_named_together() -> None:
+    messages = _ours(CACHES=_two_modes("redis://127.0.0.1:6379/0"))
+
+    [message] = [m for m in messages if m.id == "django_tiercache.E007"]
+    assert "CACHES['pages']" in message.msg
+    assert "CACHES['default']" in message.msg
+    assert message.hint
+
+
+def test_using_either_of_two_modes_on_one_redis_raises_naming_both(
+    private_redis: RedisServer,
+) -> None:
+    # Whichever is used first: the error does not depend on the order of use.
+    with override_settings(CACHES=_two_modes(private_redis.url)):
+        assert caches["quiet"].get("user:1") is None  # off joins either mode
+        with pytest.raises(ImproperlyConfigured, match=r"'pages'.*'broadcast'.*'default'"):
+            caches["pages"].get("user:1")
+        with pytest.raises(ImproperlyConfigured, match=r"'default'.*'tracking'.*'pages'"):
+            caches["default"].get("user:1")

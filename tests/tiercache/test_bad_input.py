@@ -340,7 +340,9 @@ async def test_increment_of_a_key_holding_another_redis_type_fails_and_keeps_it(
 ) -> None:
     assert l2_cache.redis is not None
     l2_cache.redis.lpush("tc:hits:a", "a")
-    assert isinstance(failure_of(await l2_cache.increment("hits:a")), CacheError)
+    error = failure_of(await l2_cache.increment("hits:a"))
+    assert isinstance(error, CorruptData)
+    assert_names_key(error, "hits:a")
     assert l2_cache.redis.lrange("tc:hits:a", 0, -1) == [b"a"]
 
 
