@@ -296,7 +296,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("l2_hit", "L1 miss → L2 hit (written by another process)", 300, _l2_hit, Target(0.8), shared_only=True),
     Operation("get_many_cold", "get_many(100), cold L1", 30, _get_many_cold, Target(0.5), shared_only=True),
     Operation("get_many_warm", "get_many(100), warm L1", 30, _get_many_warm),
-    Operation("set", "set, 100 B str (with invalidation publish)", 300, _set, Target(1.0)),
+    Operation("set", "set, 100 B str (read back tracked)", 300, _set, Target(1.0)),
     Operation("set_many", "set_many(100)", 30, _set_many, Target(0.5)),
     Operation("incr", "incr", 300, _incr, Target(1.0)),
     Operation("delete", "delete", 300, _delete),
