@@ -21,6 +21,7 @@ import redis.exceptions as rex
 from redis.cluster import RedisCluster
 from redis.connection import parse_url
 
+from tiercache.errors import CacheUnavailable
 from tiercache.settings import RedisSettings
 from tiercache.topology import client_options
 
@@ -36,6 +37,8 @@ ANY_NODE = "any"
 #: replica takes over within about twice cluster-node-timeout.
 _URGENT_INTERVAL = 0.1
 _URGENT_FOR = 15.0
+#: Keys whose primary `node_of` remembers at most (then it starts afresh).
+_REMEMBERED_KEYS = 100_000
 
 
 class ClusterTopology:
@@ -58,6 +61,8 @@ class ClusterTopology:
         self._urgent_until = 0.0
         #: Grows each time a slot moves to another primary (tiers then refresh redis-py's map).
         self.generation = 0
+        self._nodes: dict[str, str] = {}
+        self._nodes_generation = 0
 
     def _options(self) -> dict[str, Any]:
         options = {**self._kwargs, **client_options(self.settings)}
@@ -88,9 +93,27 @@ class ClusterTopology:
             return self._client
 
     def node_of(self, key: str) -> str:
-        """Return the primary that owns `key`'s slot, as redis-py last saw it."""
-        node = self._shared().get_node_from_key(key)
-        return str(node.name)
+        """Return the primary that owns `key`'s slot, as redis-py last saw it.
+
+        Remembered per key until the slot map changes (redis-py's lookup costs a few
+        microseconds, which a batch of 100 keys would pay 100 times). Raises
+        `CacheUnavailable` when no primary is known for the slot.
+        """
+        generation, memo = self.generation, self._nodes
+        if self._nodes_generation != generation:
+            # A new dict: a lookup begun on the old map can only write into the old one.
+            memo = self._nodes = {}
+            self._nodes_generation = generation
+        node = memo.get(key)
+        if node is None:
+            try:
+                node = str(self._shared().get_node_from_key(key).name)
+            except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
+                raise CacheUnavailable(f"no primary known for a key's slot: {exc}") from None
+            if len(memo) >= _REMEMBERED_KEYS:
+                memo.clear()
+            memo[key] = node
+        return node
 
     def primaries(self) -> list[str]:
         """Return every primary ("host:port"); the seed alone while none answers."""
@@ -158,6 +181,11 @@ class ClusterTopology:
         if previous is None or previous == current:
             return
         lost = {node for span, node in previous.items() if current.get(span) != node}
+        try:
+            client.nodes_manager.initialize()  # `node_of` and `primaries` see the new map
+        except (rex.RedisError, rex.RedisClusterException, OSError):
+            self._slots = previous  # not refreshed: say it again at the next look
+            return
         self.generation += 1
         for callback in list(self._callbacks):
             callback(lost)
