@@ -79,7 +79,8 @@ def test_a_deaf_primary_keeps_its_keys_out_of_l1_while_the_others_fill(
     cache = TieredCache.from_url(redis_cluster.seed_url, cluster=True)
     try:
         ears = cache.bus.ears
-        assert ears is not None and cache.l1 is not None
+        assert ears is not None
+        assert cache.l1 is not None
         deaf = redis_cluster.primary_for("tc:user:1")
         [ear] = [ear for ear in ears.ears() if ear.node.endswith(f":{deaf.port}")]
         assert isinstance(cache.set_many(dict.fromkeys(KEYS, "v")), Success)
@@ -103,7 +104,8 @@ def test_a_resubscribing_primary_drops_only_what_it_vouched_for(
 ) -> None:
     cache = TieredCache.from_url(redis_cluster.seed_url, cluster=True, l1_ttl=None)
     try:
-        assert cache.l1 is not None and cache.bus.ears is not None
+        assert cache.l1 is not None
+        assert cache.bus.ears is not None
         assert isinstance(cache.set_many(dict.fromkeys(KEYS, "v")), Success)
         assert cache.get_many(KEYS) == Success(dict.fromkeys(KEYS, "v"))
         lost = redis_cluster.primary_for("tc:user:1")
