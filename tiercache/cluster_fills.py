@@ -79,23 +79,23 @@ class ClusterFill:
 
     def run(self) -> None:
         """Send to every claimed primary, then read every reply (blocking)."""
-        self.send()
-        self.receive()
+        self.dispatch()
+        self.collect()
 
-    def send(self) -> None:
+    def dispatch(self) -> None:
         """Send the read to every claimed primary."""
         for node, tracking, claim in self.claims:
             try:
-                self._pending.append((node, tracking, tracking.send(claim)))
+                self._pending.append((node, tracking, tracking.dispatch(claim)))
             except (rex.RedisError, OSError) as error:
                 self._lost(node, claim.fill.keys, error)
 
-    def receive(self) -> None:
+    def collect(self) -> None:
         """Read the replies of every primary sent to; release every fill connection."""
         pending, self._pending = self._pending, []
         for node, tracking, sent in pending:
             try:
-                received = tracking.receive(sent)
+                received = tracking.collect(sent)
             except (rex.RedisError, OSError) as error:
                 self._lost(node, sent.claim.fill.keys, error)
                 continue

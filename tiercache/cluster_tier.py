@@ -308,11 +308,11 @@ class ClusterTier:
         )
         if split is None or not split.claims:
             return self.execute(fill.write or fill.command), False
-        split.send()
+        split.dispatch()
         try:
             plain = self._read(split.plain)
         finally:
-            split.receive()
+            split.collect()
             self._breakers.report(split)
         if fill.write is not None:
             if split.moved:  # not applied there: redis-py follows the slot

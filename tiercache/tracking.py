@@ -248,7 +248,7 @@ class Tracking:
         Raises redis-py's exceptions; a connection that failed is dropped with what it
         covered. A refused write or a WRONGTYPE read is raised as its error reply.
         """
-        received = self.receive(self.send(claim))
+        received = self.collect(self.dispatch(claim))
         fill = claim.fill
         if isinstance(received.written, rex.ResponseError):
             raise received.written
@@ -265,7 +265,7 @@ class Tracking:
         for slot, _ in claim.groups:
             slot.lock.release()
 
-    def send(self, claim: Claim) -> Pending:
+    def dispatch(self, claim: Claim) -> Pending:
         """Send a claimed read (and its write) tracked; read the replies with `receive`.
 
         On failure the claim is released, the connections dropped, and redis-py's
@@ -306,7 +306,7 @@ class Tracking:
             raise
         return Pending(claim, generation, sent)
 
-    def receive(self, pending: Pending) -> Received:
+    def collect(self, pending: Pending) -> Received:
         """Read the replies of a sent read and release its connections.
 
         Raises redis-py's exceptions for a lost connection or a refused setup command;
