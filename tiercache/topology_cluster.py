@@ -20,6 +20,7 @@ import redis.asyncio.cluster
 import redis.exceptions as rex
 from redis.cluster import RedisCluster
 from redis.connection import parse_url
+from redis.crc import key_slot
 
 from tiercache.errors import CacheUnavailable
 from tiercache.settings import RedisSettings
@@ -37,8 +38,8 @@ ANY_NODE = "any"
 #: replica takes over within about twice cluster-node-timeout.
 _URGENT_INTERVAL = 0.1
 _URGENT_FOR = 15.0
-#: Keys whose primary `node_of` remembers at most (then it starts afresh).
-_REMEMBERED_KEYS = 100_000
+#: Hash slots of a Redis Cluster.
+_SLOTS = 16384
 
 
 class ClusterTopology:
@@ -61,8 +62,8 @@ class ClusterTopology:
         self._urgent_until = 0.0
         #: Grows each time a slot moves to another primary (tiers then refresh redis-py's map).
         self.generation = 0
-        self._nodes: dict[str, str] = {}
-        self._nodes_generation = 0
+        self._names: list[str | None] = [None] * _SLOTS
+        self._names_generation = 0
 
     def _options(self) -> dict[str, Any]:
         options = {**self._kwargs, **client_options(self.settings)}
@@ -95,25 +96,27 @@ class ClusterTopology:
     def node_of(self, key: str) -> str:
         """Return the primary that owns `key`'s slot, as redis-py last saw it.
 
-        Remembered per key until the slot map changes (redis-py's lookup costs a few
-        microseconds, which a batch of 100 keys would pay 100 times). Raises
-        `CacheUnavailable` when no primary is known for the slot.
+        redis-py computes the slot (`redis.crc.key_slot`, what `RedisCluster.keyslot`
+        calls after its encoder, which costs twice the CRC for a str) and names its
+        primary (`NodesManager.get_node_from_slot`); the name is remembered per slot
+        until the slot map changes, since redis-py's lookup (a lock, a few checks) would
+        cost a batch of 100 keys about 100 µs. Raises `CacheUnavailable` when no primary is
+        known for the slot.
         """
-        generation, memo = self.generation, self._nodes
-        if self._nodes_generation != generation:
-            # A new dict: a lookup begun on the old map can only write into the old one.
-            memo = self._nodes = {}
-            self._nodes_generation = generation
-        node = memo.get(key)
-        if node is None:
+        generation, names = self.generation, self._names
+        if self._names_generation != generation:
+            # A new table: a lookup begun on the old map can only write into the old one.
+            names = self._names = [None] * _SLOTS
+            self._names_generation = generation
+        slot = key_slot(key.encode())
+        name = names[slot]
+        if name is None:
+            client = self._client or self._shared()
             try:
-                node = str(self._shared().get_node_from_key(key).name)
+                name = names[slot] = str(client.nodes_manager.get_node_from_slot(slot).name)
             except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
-                raise CacheUnavailable(f"no primary known for a key's slot: {exc}") from None
-            if len(memo) >= _REMEMBERED_KEYS:
-                memo.clear()
-            memo[key] = node
-        return node
+                raise CacheUnavailable(f"no primary known for slot {slot}: {exc}") from None
+        return name
 
     def primaries(self) -> list[str]:
         """Return every primary ("host:port"); the seed alone while none answers."""
