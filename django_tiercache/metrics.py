@@ -135,6 +135,16 @@ class AliasMetrics:
 
     def record_hit(self, namespace: str, tier: str = "l1") -> None:
         """Count a hit served by `tier` ("l1" or "l2")."""
+        scope = current_scope.get()
+        if scope is not None and tier == "l1":
+            # Most lookups of a request end here: one append (see `RequestScope.l1_hits`).
+            hits = scope.l1_hits.get(self)
+            if hits is None:
+                hits = scope.l1_hits.setdefault(self, [])
+            hits.append(namespace)
+            if len(hits) >= RequestScope.FOLD_AT:
+                scope.fold()
+            return
         self._record((counters.L1_HITS if tier == "l1" else counters.L2_HITS, namespace))
 
     def record_miss(self, namespace: str) -> None:

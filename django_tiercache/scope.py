@@ -41,23 +41,40 @@ Event = tuple[str, ...]
 class RequestScope:
     """The cache use of one request, per alias, until the middleware commits it."""
 
+    #: L1 hits kept as a list before `fold` counts them (bounds a long request's memory).
+    FOLD_AT = 4096
+
     def __init__(self) -> None:
         self._lock = threading.Lock()  # a view may hand cache calls to threads
-        # One flat dict: each count is one lookup under the lock (it is on every hit).
-        self._counts: dict[tuple[AliasMetrics, Event], int] = {}
+        #: The namespace of each L1 hit, per alias, as it happened. L1 hits are most of
+        #: a request's lookups, so each is one `list.append` (atomic: no lock) and they
+        #: are counted in one C-level pass when the request reads or commits its counts
+        #: (`AliasMetrics.record_hit` appends).
+        self.l1_hits: dict[AliasMetrics, list[str]] = {}
+        # Everything else follows a Redis round trip or an error: a lock is nothing there.
+        self._counts: Counter[tuple[AliasMetrics, Event]] = Counter()
         self.cache_seconds = 0.0
 
     def add(self, metrics: AliasMetrics, event: Event, amount: int = 1) -> None:
-        """Count one event of `metrics`' alias."""
-        key = (metrics, event)
+        """Count `amount` events of `metrics`' alias."""
         with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + amount
+            self._counts[metrics, event] += amount
+
+    def fold(self) -> dict[tuple[AliasMetrics, Event], int]:
+        """Count the L1 hits listed so far; return a copy of every count."""
+        with self._lock:
+            for metrics, hits in list(self.l1_hits.items()):
+                # Slice then delete, never swap the list: a thread appending meanwhile
+                # appends to this same list, after what is deleted.
+                done = len(hits)
+                for namespace, count in Counter(hits[:done]).items():
+                    self._counts[metrics, (counters.L1_HITS, namespace)] += count
+                del hits[:done]
+            return dict(self._counts)
 
     def _by_alias(self) -> dict[AliasMetrics, Counter[Event]]:
-        with self._lock:
-            counts = list(self._counts.items())
         by_alias: dict[AliasMetrics, Counter[Event]] = {}
-        for (metrics, event), count in counts:
+        for (metrics, event), count in self.fold().items():
             by_alias.setdefault(metrics, Counter())[event] += count
         return by_alias
 
@@ -69,16 +86,14 @@ class RequestScope:
     def totals(self) -> NamespaceStats:
         """Return this request's hits, misses and errors over every alias and namespace."""
         row: Counter[str] = Counter()
-        with self._lock:
-            for (_, event), count in self._counts.items():
-                if event[0] in counters.COUNTERS:
-                    row[event[0]] += count
+        for (_, event), count in self.fold().items():
+            if event[0] in counters.COUNTERS:
+                row[event[0]] += count
         return counters.stats_of(row)
 
     def events(self) -> list[tuple[Event, int]]:
         """Return what was counted so far, over every alias."""
-        with self._lock:
-            return [(event, count) for (_, event), count in self._counts.items()]
+        return [(event, count) for (_, event), count in self.fold().items()]
 
     def forward(self, outer: RequestScope | None) -> None:
         """Hand what this scope counted to `outer`, or to the process counters."""
