@@ -12,7 +12,7 @@ import contextlib
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING
 
 from django_tiercache import counters
@@ -39,7 +39,11 @@ Event = tuple[str, ...]
 
 
 class RequestScope:
-    """The cache use of one request, per alias, until the middleware commits it."""
+    """The cache use of one request, per alias, until the middleware commits it.
+
+    Counts are plain dicts: a request has a few kinds of events, and a `Counter`'s
+    Python-level bookkeeping costs more than adding them.
+    """
 
     #: L1 hits kept as a list before `fold` counts them (bounds a long request's memory).
     FOLD_AT = 4096
@@ -47,36 +51,43 @@ class RequestScope:
     def __init__(self) -> None:
         self._lock = threading.Lock()  # a view may hand cache calls to threads
         #: The namespace of each L1 hit, per alias, as it happened. L1 hits are most of
-        #: a request's lookups, so each is one `list.append` (atomic: no lock) and they
-        #: are counted in one C-level pass when the request reads or commits its counts
+        #: a request's lookups, so each is one `list.append` (atomic: no lock), and they
+        #: are counted when the request reads or commits its counts
         #: (`AliasMetrics.record_hit` appends).
         self.l1_hits: dict[AliasMetrics, list[str]] = {}
         # Everything else follows a Redis round trip or an error: a lock is nothing there.
-        self._counts: Counter[tuple[AliasMetrics, Event]] = Counter()
+        self._counts: dict[AliasMetrics, dict[Event, int]] = {}
         self.cache_seconds = 0.0
+        self._token: Token[RequestScope | None] | None = None
+
+    # A class, not a generator context manager: every request enters one.
+    def __enter__(self) -> RequestScope:
+        self._token = current_scope.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._token is not None, "a scope is entered once"
+        current_scope.reset(self._token)
 
     def add(self, metrics: AliasMetrics, event: Event, amount: int = 1) -> None:
         """Count `amount` events of `metrics`' alias."""
         with self._lock:
-            self._counts[metrics, event] += amount
+            counts = self._counts.setdefault(metrics, {})
+            counts[event] = counts.get(event, 0) + amount
 
-    def fold(self) -> dict[tuple[AliasMetrics, Event], int]:
-        """Count the L1 hits listed so far; return a copy of every count."""
+    def fold(self) -> dict[AliasMetrics, dict[Event, int]]:
+        """Count the L1 hits listed so far; return a copy of every alias's counts."""
         with self._lock:
             for metrics, hits in list(self.l1_hits.items()):
                 # Slice then delete, never swap the list: a thread appending meanwhile
                 # appends to this same list, after what is deleted.
                 done = len(hits)
-                for namespace, count in Counter(hits[:done]).items():
-                    self._counts[metrics, (counters.L1_HITS, namespace)] += count
+                counts = self._counts.setdefault(metrics, {})
+                for namespace, hit in Counter(hits[:done]).items():  # counts in C
+                    event = (counters.L1_HITS, namespace)
+                    counts[event] = counts.get(event, 0) + hit
                 del hits[:done]
-            return dict(self._counts)
-
-    def _by_alias(self) -> dict[AliasMetrics, Counter[Event]]:
-        by_alias: dict[AliasMetrics, Counter[Event]] = {}
-        for (metrics, event), count in self.fold().items():
-            by_alias.setdefault(metrics, Counter())[event] += count
-        return by_alias
+            return {metrics: dict(counts) for metrics, counts in self._counts.items()}
 
     def add_time(self, seconds: float) -> None:
         """Add time spent waiting for Redis."""
@@ -86,18 +97,19 @@ class RequestScope:
     def totals(self) -> NamespaceStats:
         """Return this request's hits, misses and errors over every alias and namespace."""
         row: Counter[str] = Counter()
-        for (_, event), count in self.fold().items():
-            if event[0] in counters.COUNTERS:
-                row[event[0]] += count
+        for counts in self.fold().values():
+            for event, count in counts.items():
+                if event[0] in counters.COUNTERS:
+                    row[event[0]] += count
         return counters.stats_of(row)
 
     def events(self) -> list[tuple[Event, int]]:
         """Return what was counted so far, over every alias."""
-        return [(event, count) for (_, event), count in self.fold().items()]
+        return [item for counts in self.fold().values() for item in counts.items()]
 
     def forward(self, outer: RequestScope | None) -> None:
         """Hand what this scope counted to `outer`, or to the process counters."""
-        for metrics, counted in self._by_alias().items():
+        for metrics, counted in self.fold().items():
             if outer is None:
                 metrics.merge_request(counted, None)
                 continue
@@ -108,7 +120,7 @@ class RequestScope:
 
     def commit(self, view: str | None) -> list[AliasMetrics]:
         """Merge the counts into each alias's process counters; return those aliases."""
-        events = self._by_alias()
+        events = self.fold()
         for metrics, counted in events.items():
             metrics.merge_request(counted, view or UNRESOLVED_VIEW)
         return list(events)
@@ -119,15 +131,12 @@ current_scope: ContextVar[RequestScope | None] = ContextVar(
 )
 
 
-@contextlib.contextmanager
-def request_scope() -> Iterator[RequestScope]:
-    """Collect the cache use of the code run inside, for one commit at the end."""
-    scope = RequestScope()
-    token = current_scope.set(scope)
-    try:
-        yield scope
-    finally:
-        current_scope.reset(token)
+def request_scope() -> RequestScope:
+    """Collect the cache use of the code run inside (``with request_scope() as scope:``).
+
+    Commit it at the end (`RequestScope.commit`).
+    """
+    return RequestScope()
 
 
 @contextlib.contextmanager
