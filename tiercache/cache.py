@@ -28,6 +28,7 @@ from tiercache.errors import CacheError
 from tiercache.keys import check_ttl
 from tiercache.memory import MemoryTier
 from tiercache.metrics import CacheMetrics
+from tiercache.nodes import NodeStatus, node_statuses
 from tiercache.operations import CacheOperations
 from tiercache.options import CacheOptions
 from tiercache.ports import CacheMetricsProtocol, JSONObject
@@ -243,6 +244,16 @@ class TieredCache(_Shell):
         if isinstance(flow, Failure):
             return flow
         return cast("Result[str, CacheError]", load(flow, self._executor, loader))
+
+    def node_statuses(self) -> list[NodeStatus]:
+        """Return each Redis node with its role, its answer to a PING and its breaker.
+
+        All nodes are asked at once: this takes at most the connect + socket timeouts.
+        An L1-only cache has none. See `tiercache.nodes`.
+        """
+        if self._tier is None:
+            return []
+        return node_statuses(self._tier, self._assembly.breaker_for)
 
     def close(self) -> None:
         """Release this cache's connections."""
