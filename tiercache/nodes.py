@@ -3,9 +3,9 @@
 The admin page, its JSON and `manage.py tiercache ping` show this one list. The nodes
 are redis-py's own view of the topology: a cluster client's `cluster_nodes()` (or its
 `get_nodes()` with each node's `server_type`), Sentinel's `discover_master` and
-`discover_replicas`. Each node
-is PINGed on a new connection of its own, all of them at once, so the answer comes
-within the cache's connect + socket timeouts however many nodes are down.
+`discover_replicas`. Each node is PINGed on a new connection of its own, all of them at
+once, so the answer comes within the cache's connect + socket timeouts however many
+nodes are down.
 """
 
 from __future__ import annotations
