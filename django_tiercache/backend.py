@@ -31,10 +31,10 @@ from tiercache.errors import CacheError, LoaderFailed, NotAnInteger, NotSerializ
 from tiercache.globs import escape_glob
 from tiercache.keys import KeyMemo, namespace_of
 from tiercache.memory import MISSING, MemoryTier
-from tiercache.nodes import NodeStatus, node_statuses
 from tiercache.options import CacheOptions
 from tiercache.policy import Flow, TierPolicy
 from tiercache.stampede import Loading, aload, load, make_plan
+from tiercache.topology_nodes import NodeStatus, node_statuses
 
 __all__ = ["TieredCache"]
 

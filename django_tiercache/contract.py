@@ -13,7 +13,7 @@ from django_tiercache.conf import BACKEND_PATH
 from django_tiercache.inspection import KeyInspection
 from django_tiercache.options import BackendOptions
 from tiercache import CacheMetricsProtocol, CircuitBreaker, MemoryTier
-from tiercache.nodes import NodeStatus
+from tiercache.topology_nodes import NodeStatus
 
 __all__ = ["TieredBackend", "is_tiered_backend", "tiered_aliases", "tiered_cache"]
 

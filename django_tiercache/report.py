@@ -10,7 +10,7 @@ from django_tiercache import counters
 from django_tiercache.contract import TieredBackend, tiered_aliases, tiered_cache
 from django_tiercache.metrics import SiteView, metrics_of
 from tiercache import NamespaceStats
-from tiercache.nodes import NodeStatus
+from tiercache.topology_nodes import NodeStatus
 
 __all__ = [
     "AliasReport",

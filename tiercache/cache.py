@@ -28,12 +28,12 @@ from tiercache.errors import CacheError
 from tiercache.keys import check_ttl
 from tiercache.memory import MemoryTier
 from tiercache.metrics import CacheMetrics
-from tiercache.nodes import NodeStatus, node_statuses
 from tiercache.operations import CacheOperations
 from tiercache.options import CacheOptions
 from tiercache.ports import CacheMetricsProtocol, JSONObject
 from tiercache.redis_tier import AsyncRedisTier
 from tiercache.stampede import Loading, Plan, Stampede, aload, load, make_plan
+from tiercache.topology_nodes import NodeStatus, node_statuses
 
 __all__ = ["AsyncTieredCache", "TieredCache"]
 
@@ -249,7 +249,7 @@ class TieredCache(_Shell):
         """Return each Redis node with its role, its answer to a PING and its breaker.
 
         All nodes are asked at once: this takes at most the connect + socket timeouts.
-        An L1-only cache has none. See `tiercache.nodes`.
+        An L1-only cache has none. See `tiercache.topology_nodes`.
         """
         if self._tier is None:
             return []

@@ -15,7 +15,7 @@ from django_tiercache.inspection import KeyInspection
 from django_tiercache.metrics import metrics_of
 from django_tiercache.report import AliasReport, alias_reports
 from tiercache import CacheError
-from tiercache.nodes import NodeStatus
+from tiercache.topology_nodes import NodeStatus
 
 
 class Command(BaseCommand):
