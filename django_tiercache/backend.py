@@ -31,8 +31,10 @@ from tiercache.errors import CacheError, LoaderFailed, NotAnInteger, NotSerializ
 from tiercache.globs import escape_glob
 from tiercache.keys import KeyMemo, namespace_of
 from tiercache.memory import MISSING, MemoryTier
+from tiercache.options import CacheOptions
 from tiercache.policy import Flow, TierPolicy
 from tiercache.stampede import Loading, aload, load, make_plan
+from tiercache.topology_nodes import NodeStatus, node_statuses
 
 __all__ = ["TieredCache"]
 
@@ -125,6 +127,7 @@ class TieredCache(DjangoRedisAPI):
         return {
             "alias": self.alias,
             "location": core.location,
+            "topology": _topology_name(core),
             "l1_maxsize": core.l1_maxsize,
             "l1_ttl": core.l1_ttl,
             "redis_prefix": self._prefix,
@@ -163,6 +166,16 @@ class TieredCache(DjangoRedisAPI):
             health["version"] = info.get("redis_version")
             health["used_memory"] = info.get("used_memory_human")
         return health
+
+    def node_statuses(self) -> list[NodeStatus]:
+        """Return each Redis node with its role, PING answer and breaker; never raises.
+
+        Every node is asked at once, within the cache's timeouts (none: L1 only).
+        """
+        backbone = self._backbone
+        if backbone.sync_tier is None:
+            return []
+        return node_statuses(backbone.sync_tier, backbone.assembly.breaker_for)
 
     def flush_namespace(self, namespace: str) -> int:
         """Delete every key of `namespace` (default key function) in all tiers; return how many.
@@ -576,3 +589,9 @@ class TieredCache(DjangoRedisAPI):
 
         flow = self._loading(key, timeout, version)
         return self._loaded(await aload(flow, self._async, loader))
+
+
+def _topology_name(core: CacheOptions) -> str:
+    if core.url is None:
+        return "none (L1 only)"
+    return "cluster" if core.cluster else "sentinel" if core.sentinels else "standalone"

@@ -6,6 +6,7 @@ import pickle
 import uuid
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import TypeGuard
 
 from django_tiercache.serializers import Serializer
 
@@ -41,6 +42,36 @@ def _is_immutable(value: object, depth: int = 0) -> bool:
     return False
 
 
+#: The most items a dict or list may have for L1 to keep it as an object (`_Flat`):
+#: it takes about 2-3x the memory of its pickle, which `L1_MAX_BYTES` counts.
+_FLAT_ITEMS = 128
+
+
+def _is_flat(value: object) -> TypeGuard[dict[object, object] | list[object]]:
+    """Return whether `value` is a small dict or list whose items are all immutable."""
+    if type(value) is dict:
+        return len(value) <= _FLAT_ITEMS and all(
+            _is_immutable(key, 1) and _is_immutable(item, 1) for key, item in value.items()
+        )
+    if type(value) is list:
+        return len(value) <= _FLAT_ITEMS and all(_is_immutable(item, 1) for item in value)
+    return False
+
+
+class _Flat:
+    """A dict or list of immutable items: a one-level copy per read is as good as a pickle.
+
+    Nothing in it can be changed in place, so a reader's copy shares its items safely;
+    a copy costs a small fraction of unpickling (0.12 against 0.52 µs for a two-field
+    dict; 0.4 against 11 µs for 64 fields).
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: dict[object, object] | list[object]) -> None:
+        self.value = value
+
+
 class _Frozen:
     """A mutable value L1 holds as a pickle, so each reader gets a fresh copy."""
 
@@ -53,8 +84,9 @@ class _Frozen:
 class DjangoCodec:
     """Implements `tiercache.codecs.Codec` over a `Serializer`.
 
-    L1 holds immutable values as they are and others as pickles, as Django's
-    LocMemCache does: a caller mutating what it got cannot change the cached value.
+    L1 holds immutable values as they are, small dicts and lists of immutable items as
+    objects copied one level per read, and others as pickles, as Django's LocMemCache
+    does: a caller mutating what it got cannot change the cached value.
     """
 
     def __init__(self, serializer: Serializer) -> None:
@@ -71,6 +103,8 @@ class DjangoCodec:
             value = self.loads("", raw)  # lossy serializers sign nothing: no key needed
         if _is_immutable(value):
             return value
+        if _is_flat(value):
+            return _Flat(value.copy())  # a copy: the caller keeps `value`
         start = self._pickle_start(raw) if raw else None
         if start is not None:  # the serializer pickled it already (and signed or verified it)
             return _Frozen(raw[start:])
@@ -79,6 +113,8 @@ class DjangoCodec:
     def from_l1(self, held: object) -> object:
         if type(held) is _Frozen:
             return pickle.loads(held.pickle)
+        if type(held) is _Flat:
+            return held.value.copy()
         return held
 
     def to_int(self, value: object) -> int | None:

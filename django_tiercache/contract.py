@@ -13,10 +13,11 @@ from django_tiercache.conf import BACKEND_PATH
 from django_tiercache.inspection import KeyInspection
 from django_tiercache.options import BackendOptions
 from tiercache import CacheMetricsProtocol, CircuitBreaker, MemoryTier
+from tiercache.topology_nodes import NodeStatus
 
 __all__ = ["TieredBackend", "is_tiered_backend", "tiered_aliases", "tiered_cache"]
 
-_METHODS = ("describe", "redis_health", "flush_namespace")
+_METHODS = ("describe", "redis_health", "node_statuses", "flush_namespace")
 
 
 class TieredBackend(Protocol):
@@ -35,6 +36,10 @@ class TieredBackend(Protocol):
 
     def redis_health(self) -> dict[str, object]:
         """Return reachable, latency_ms, version, used_memory, error; never raise."""
+        ...
+
+    def node_statuses(self) -> list[NodeStatus]:
+        """Return each Redis node: role, address, PING answer, breaker; never raise."""
         ...
 
     def flush_namespace(self, namespace: str) -> int:

@@ -16,6 +16,7 @@ this process's not-yet-pushed deltas.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -135,6 +136,16 @@ class AliasMetrics:
 
     def record_hit(self, namespace: str, tier: str = "l1") -> None:
         """Count a hit served by `tier` ("l1" or "l2")."""
+        scope = current_scope.get()
+        if scope is not None and tier == "l1":
+            # Most lookups of a request end here: one append (see `RequestScope.l1_hits`).
+            hits = scope.l1_hits.get(self)
+            if hits is None:
+                hits = scope.l1_hits.setdefault(self, [])
+            hits.append(namespace)
+            if len(hits) >= RequestScope.FOLD_AT:
+                scope.fold()
+            return
         self._record((counters.L1_HITS if tier == "l1" else counters.L2_HITS, namespace))
 
     def record_miss(self, namespace: str) -> None:
@@ -187,15 +198,16 @@ class AliasMetrics:
 
     def merge_request(self, events: Mapping[Event, int], view: str | None) -> None:
         """Add one request's counts, attributed to `view` (if any), in one step."""
-        self._add(_fields(events, view))
         if self._pid != os.getpid():
-            self._after_fork()
+            self._after_fork()  # before adding: the reset must not drop this request
+        self._add(_fields(events, view))
 
-    def _add(self, deltas: Counter[str]) -> None:
+    def _add(self, deltas: Mapping[str, int]) -> None:
         with self._lock:
-            self._totals.update(deltas)
-            if self._store is not None:
-                self._pending.update(deltas)
+            tables = (self._totals, self._pending) if self._store is not None else (self._totals,)
+            for table in tables:
+                for name, count in deltas.items():
+                    table[name] = table.get(name, 0) + count
 
     def _after_fork(self) -> None:
         # Built before a fork (gunicorn --preload): the counts are the parent's, and
@@ -343,21 +355,38 @@ class AliasMetrics:
             logger.warning(message)
 
 
-def _fields(events: Mapping[Event, int], view: str | None) -> Counter[str]:
-    deltas: Counter[str] = Counter()
+def _fields(events: Mapping[Event, int], view: str | None) -> dict[str, int]:
+    deltas: dict[str, int] = {}
     for event, count in events.items():
-        if event[0] == "op":
-            deltas[counters.join(*event)] += count
-            continue
-        counter, namespace = event[0], event[1]
-        deltas[counters.join("ns", namespace, counter)] += count
-        if counter == counters.ERRORS:
-            deltas[counters.join("err", namespace, event[2])] += count
-        if view is not None:
-            deltas[counters.join("view", view, namespace, counter)] += count
+        for name in _names_of(event, view):
+            deltas[name] = deltas.get(name, 0) + count
     if view is not None and any(event[0] != "op" for event in events):
-        deltas[counters.join("req", view)] += 1
+        name = _request_field(view)
+        deltas[name] = deltas.get(name, 0) + 1
     return deltas
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_of(event: Event, view: str | None) -> tuple[str, ...]:
+    """Return the counter fields one `event` of a request to `view` adds to.
+
+    Remembered: a request's commit names the same few fields each time, and escaping
+    them was most of its cost.
+    """
+    if event[0] == "op":
+        return (counters.join(*event),)
+    counter, namespace = event[0], event[1]
+    names = [counters.join("ns", namespace, counter)]
+    if counter == counters.ERRORS:
+        names.append(counters.join("err", namespace, event[2]))
+    if view is not None:
+        names.append(counters.join("view", view, namespace, counter))
+    return tuple(names)
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_field(view: str) -> str:
+    return counters.join("req", view)
 
 
 def _minute_fields(deltas: Mapping[str, int]) -> Counter[str]:

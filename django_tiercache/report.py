@@ -10,6 +10,7 @@ from django_tiercache import counters
 from django_tiercache.contract import TieredBackend, tiered_aliases, tiered_cache
 from django_tiercache.metrics import SiteView, metrics_of
 from tiercache import NamespaceStats
+from tiercache.topology_nodes import NodeStatus
 
 __all__ = [
     "AliasReport",
@@ -84,6 +85,8 @@ class AliasReport:
     breaker_outages: int = 0
     bus_healthy: bool | None = None
     redis: dict[str, object] = field(default_factory=dict)
+    #: Every Redis node with its role, its answer to a PING and this process's breaker.
+    nodes: list[NodeStatus] = field(default_factory=list)
     #: False: the figures are this process's only (see `figures_note`).
     site_wide: bool = False
     figures_note: str | None = None
@@ -173,6 +176,7 @@ def build_report(alias: str) -> AliasReport:
         breaker_outages=breaker.outages if breaker is not None else 0,
         bus_healthy=cache.bus_healthy,
         redis=cache.redis_health(),
+        nodes=cache.node_statuses(),
         site_wide=site.site_wide,
         figures_note=note,
         processes=sum(1 for worker in workers if not worker.stale),

@@ -12,7 +12,7 @@ import contextlib
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING
 
 from django_tiercache import counters
@@ -39,27 +39,55 @@ Event = tuple[str, ...]
 
 
 class RequestScope:
-    """The cache use of one request, per alias, until the middleware commits it."""
+    """The cache use of one request, per alias, until the middleware commits it.
+
+    Counts are plain dicts: a request has a few kinds of events, and a `Counter`'s
+    Python-level bookkeeping costs more than adding them.
+    """
+
+    #: L1 hits kept as a list before `fold` counts them (bounds a long request's memory).
+    FOLD_AT = 4096
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # a view may hand cache calls to threads
-        # One flat dict: each count is one lookup under the lock (it is on every hit).
-        self._counts: dict[tuple[AliasMetrics, Event], int] = {}
+        #: The namespace of each L1 hit, per alias, as it happened. L1 hits are most of
+        #: a request's lookups, so each is one `list.append` (atomic: no lock), and they
+        #: are counted when the request reads or commits its counts
+        #: (`AliasMetrics.record_hit` appends).
+        self.l1_hits: dict[AliasMetrics, list[str]] = {}
+        # Everything else follows a Redis round trip or an error: a lock is nothing there.
+        self._counts: dict[AliasMetrics, dict[Event, int]] = {}
         self.cache_seconds = 0.0
+        self._token: Token[RequestScope | None] | None = None
+
+    # A class, not a generator context manager: every request enters one.
+    def __enter__(self) -> RequestScope:
+        self._token = current_scope.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._token is not None, "a scope is entered once"
+        current_scope.reset(self._token)
 
     def add(self, metrics: AliasMetrics, event: Event, amount: int = 1) -> None:
-        """Count one event of `metrics`' alias."""
-        key = (metrics, event)
+        """Count `amount` events of `metrics`' alias."""
         with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + amount
+            counts = self._counts.setdefault(metrics, {})
+            counts[event] = counts.get(event, 0) + amount
 
-    def _by_alias(self) -> dict[AliasMetrics, Counter[Event]]:
+    def fold(self) -> dict[AliasMetrics, dict[Event, int]]:
+        """Count the L1 hits listed so far; return a copy of every alias's counts."""
         with self._lock:
-            counts = list(self._counts.items())
-        by_alias: dict[AliasMetrics, Counter[Event]] = {}
-        for (metrics, event), count in counts:
-            by_alias.setdefault(metrics, Counter())[event] += count
-        return by_alias
+            for metrics, hits in list(self.l1_hits.items()):
+                # Slice then delete, never swap the list: a thread appending meanwhile
+                # appends to this same list, after what is deleted.
+                done = len(hits)
+                counts = self._counts.setdefault(metrics, {})
+                for namespace, hit in Counter(hits[:done]).items():  # counts in C
+                    event = (counters.L1_HITS, namespace)
+                    counts[event] = counts.get(event, 0) + hit
+                del hits[:done]
+            return {metrics: dict(counts) for metrics, counts in self._counts.items()}
 
     def add_time(self, seconds: float) -> None:
         """Add time spent waiting for Redis."""
@@ -69,20 +97,19 @@ class RequestScope:
     def totals(self) -> NamespaceStats:
         """Return this request's hits, misses and errors over every alias and namespace."""
         row: Counter[str] = Counter()
-        with self._lock:
-            for (_, event), count in self._counts.items():
+        for counts in self.fold().values():
+            for event, count in counts.items():
                 if event[0] in counters.COUNTERS:
                     row[event[0]] += count
         return counters.stats_of(row)
 
     def events(self) -> list[tuple[Event, int]]:
         """Return what was counted so far, over every alias."""
-        with self._lock:
-            return [(event, count) for (_, event), count in self._counts.items()]
+        return [item for counts in self.fold().values() for item in counts.items()]
 
     def forward(self, outer: RequestScope | None) -> None:
         """Hand what this scope counted to `outer`, or to the process counters."""
-        for metrics, counted in self._by_alias().items():
+        for metrics, counted in self.fold().items():
             if outer is None:
                 metrics.merge_request(counted, None)
                 continue
@@ -93,7 +120,7 @@ class RequestScope:
 
     def commit(self, view: str | None) -> list[AliasMetrics]:
         """Merge the counts into each alias's process counters; return those aliases."""
-        events = self._by_alias()
+        events = self.fold()
         for metrics, counted in events.items():
             metrics.merge_request(counted, view or UNRESOLVED_VIEW)
         return list(events)
@@ -104,15 +131,12 @@ current_scope: ContextVar[RequestScope | None] = ContextVar(
 )
 
 
-@contextlib.contextmanager
-def request_scope() -> Iterator[RequestScope]:
-    """Collect the cache use of the code run inside, for one commit at the end."""
-    scope = RequestScope()
-    token = current_scope.set(scope)
-    try:
-        yield scope
-    finally:
-        current_scope.reset(token)
+def request_scope() -> RequestScope:
+    """Collect the cache use of the code run inside (``with request_scope() as scope:``).
+
+    Commit it at the end (`RequestScope.commit`).
+    """
+    return RequestScope()
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ from tiercache.options import CacheOptions
 from tiercache.ports import CacheMetricsProtocol, JSONObject
 from tiercache.redis_tier import AsyncRedisTier
 from tiercache.stampede import Loading, Plan, Stampede, aload, load, make_plan
+from tiercache.topology_nodes import NodeStatus, node_statuses
 
 __all__ = ["AsyncTieredCache", "TieredCache"]
 
@@ -243,6 +244,16 @@ class TieredCache(_Shell):
         if isinstance(flow, Failure):
             return flow
         return cast("Result[str, CacheError]", load(flow, self._executor, loader))
+
+    def node_statuses(self) -> list[NodeStatus]:
+        """Return each Redis node with its role, its answer to a PING and its breaker.
+
+        All nodes are asked at once: this takes at most the connect + socket timeouts.
+        An L1-only cache has none. See `tiercache.topology_nodes`.
+        """
+        if self._tier is None:
+            return []
+        return node_statuses(self._tier, self._assembly.breaker_for)
 
     def close(self) -> None:
         """Release this cache's connections."""

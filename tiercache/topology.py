@@ -79,8 +79,9 @@ class StandaloneTopology:
         self._connection_class: type[redis.Connection] = template.connection_class
         self._connection_kwargs = dict(template.connection_kwargs)
         kwargs = self._connection_kwargs
-        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-        self.node = f"{where}/{kwargs.get('db', 0)}"
+        #: "host:port", or the unix socket's path: where the server is, without credentials.
+        self.address = str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
+        self.node = f"{self.address}/{kwargs.get('db', 0)}"
 
     def sync_client(self) -> redis.Redis:
         """Return a new client; at max_connections, callers wait for a free connection."""

@@ -20,7 +20,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.sentinel
 import redis.exceptions as rex
-from redis.connection import parse_url
+from redis.connection import ConnectionInterface, parse_url
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from tiercache.settings import RedisSettings
@@ -93,6 +93,39 @@ class SentinelTopology:
         """Return "host:port" of the master as last seen (None: not found yet)."""
         master = self._master
         return None if master is None else f"{master[0]}:{master[1]}"
+
+    def members(self) -> tuple[str | None, list[str], list[str]]:
+        """Return the master, its replicas and the Sentinels ("host:port" each), as now seen.
+
+        The master is the one the Sentinels name (the last one seen if none answers;
+        None if never seen); the replicas are those the Sentinels hand out, so a replica
+        they deem down is left out; the Sentinels are the configured ones.
+        """
+        try:
+            host, port = self._sentinel.discover_master(self.service)
+            master: str | None = f"{host}:{port}"
+        except (rex.RedisError, OSError):
+            master = self.master_address()
+        try:
+            replicas = [f"{h}:{p}" for h, p in self._sentinel.discover_replicas(self.service)]
+        except (rex.RedisError, OSError):
+            replicas = []
+        return master, replicas, [f"{host}:{port}" for host, port in self.settings.sentinels]
+
+    def connection_to(self, address: str, *, sentinel: bool = False) -> ConnectionInterface:
+        """Return a new, unconnected connection to the server at "host:port".
+
+        It takes the master's credentials, database and TLS (a master or a replica), or
+        with `sentinel` the Sentinels' keywords; it never asks where the master is.
+        """
+        host, _, port = address.rpartition(":")
+        if sentinel:
+            client = redis.Redis(host=host, port=int(port), **self._sentinel_kwargs)
+            return client.connection_pool.make_connection()
+        kwargs = dict(self._master_kwargs)
+        tls = kwargs.pop("connection_class") is _MasterSSLConnection
+        connection_class = redis.SSLConnection if tls else redis.Connection
+        return connection_class(host=host, port=int(port), **kwargs)
 
     def open_connection(self, node: str) -> redis.Connection:
         """Return a new RESP2 connection that finds the current master when it connects."""

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import subprocess
 
     from tests.redis_server import RedisServer
-    from tests.redis_topology import RedisClusterServers
+    from tests.redis_topology import RedisClusterServers, RedisSentinelServers
 
 DEFAULT_CANDIDATE = "django_tiercache.backend.TieredCache"
 CANDIDATE_BACKEND = os.environ.get("TIERCACHE_DJANGO_SUITE_BACKEND", DEFAULT_CANDIDATE)
@@ -166,3 +166,26 @@ def test_tiercache_backend_on_a_redis_cluster_passes_what_builtin_passes(
     lines = comparison.report_lines()
     print("\n" + "\n".join(lines))
     _assert_no_regressions(comparison, proc, f"{CANDIDATE_BACKEND} on a Redis Cluster")
+
+
+def test_tiercache_backend_behind_sentinel_passes_what_builtin_passes(
+    builtin_result: SuiteResult, redis_sentinel: RedisSentinelServers
+) -> None:
+    spec = candidate_spec(
+        redis_sentinel.url,  # redis://<service>/0: the host names the Sentinel service
+        0,
+        label=f"{CANDIDATE_LABEL}-sentinel",
+        backend=CANDIDATE_BACKEND,
+        options={
+            **CANDIDATE_OPTIONS,
+            "SENTINELS": [[host, port] for host, port in redis_sentinel.sentinels],
+        },
+        extra_apps=CANDIDATE_EXTRA_APPS,
+    )
+    # The fixture emptied the master; the runner's own FLUSHDB cannot resolve a service.
+    candidate, proc = run_in_subprocess(spec, timeout=SUITE_TIMEOUT, flush=False)
+    assert candidate.fatal is None, candidate.fatal.get("traceback", candidate.fatal)
+    comparison = Comparison(builtin_result, candidate)
+    lines = comparison.report_lines()
+    print("\n" + "\n".join(lines))
+    _assert_no_regressions(comparison, proc, f"{CANDIDATE_BACKEND} behind Redis Sentinel")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from django.urls import NoReverseMatch, reverse
 
 from django_tiercache.metrics import metrics_for, request_scope
 from tests.redis_server import RedisServer
+from tests.redis_topology import RedisClusterServers, RedisSentinelServers
 
 pytestmark = pytest.mark.django_db
 
@@ -118,7 +120,7 @@ def test_the_page_shows_which_namespaces_each_view_used(admin_client: Client) ->
     assert list(view.namespaces) == ["provider", "user"]
 
 
-def test_the_configuration_summary_hides_the_password(
+def test_the_password_never_shows_in_the_page_or_its_json(
     admin_client: Client, use_caches: Any
 ) -> None:
     with RedisServer("--requirepass", "s3cret-pass") as server:
@@ -126,9 +128,99 @@ def test_the_configuration_summary_hides_the_password(
         _use_cache()
 
         page = admin_client.get(URL).content.decode()
+        data = admin_client.get(URL + "json/").content.decode()
 
     assert "s3cret-pass" not in page
+    assert "s3cret-pass" not in data
     assert "Redis unreachable" not in page
+    # The node was reached with the URL's password, and is shown by its address alone.
+    assert _node_rows(page) == [(f"127.0.0.1:{server.port}", "primary", "yes", "closed")]
+
+
+def _node_rows(page: str) -> list[tuple[str, str, str, str]]:
+    """Return (address, role, healthy, breaker) of each row of the page's node table."""
+    return re.findall(
+        r'<tr data-node="([^"]+)" data-role="(\w+)" data-healthy="(\w+)" data-breaker="(\w*)"',
+        page,
+    )
+
+
+def test_the_one_node_of_a_standalone_redis_is_shown_with_its_health(
+    admin_client: Client, redis_url: str
+) -> None:
+    port = redis.Redis.from_url(redis_url).connection_pool.connection_kwargs["port"]
+
+    page = admin_client.get(URL).content.decode()
+    (node,) = admin_client.get(URL + "json/").json()["caches"][0]["nodes"]
+
+    assert "Redis nodes · standalone" in page
+    assert _node_rows(page) == [(f"127.0.0.1:{port}", "primary", "yes", "closed")]
+    assert node["address"] == f"127.0.0.1:{port}"
+    assert node["role"] == "primary"
+    assert node["healthy"] is True
+    assert node["latency_ms"] > 0
+    assert node["breaker"] == "closed"
+
+
+def test_a_redis_that_stopped_is_shown_unhealthy_with_its_breaker_open(
+    admin_client: Client, use_caches: Any, private_redis: RedisServer
+) -> None:
+    use_caches(private_redis.url)
+    _use_cache()
+    private_redis.kill()
+    for i in range(3):  # misses that reach Redis: its breaker opens after the third
+        assert cache.get(f"user:{i + 10}") is None
+
+    response = admin_client.get(URL)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert _node_rows(page) == [(f"127.0.0.1:{private_redis.port}", "primary", "no", "open")]
+    assert "Redis is unreachable" in page
+
+
+def test_every_node_of_a_cluster_is_shown_with_its_role(
+    admin_client: Client, use_caches: Any, redis_cluster: RedisClusterServers
+) -> None:
+    use_caches(redis_cluster.seed_url, CLUSTER=True)
+    _use_cache()
+    primaries = {f"127.0.0.1:{server.port}" for server in redis_cluster.primaries()}
+
+    page = admin_client.get(URL).content.decode()
+    (report,) = admin_client.get(URL + "json/").json()["caches"]
+
+    rows = _node_rows(page)
+    assert "Redis nodes · cluster" in page
+    assert len(rows) == 6
+    assert {address for address, *_ in rows} == {
+        f"127.0.0.1:{port}" for _host, port in redis_cluster.startup_nodes
+    }
+    assert {address for address, role, *_ in rows if role == "primary"} == primaries
+    assert [(role, healthy, breaker) for _, role, healthy, breaker in rows] == [
+        ("primary", "yes", "closed")
+    ] * 3 + [("replica", "yes", "")] * 3
+    assert [(node["address"], node["role"]) for node in report["nodes"]] == [
+        (address, role) for address, role, *_ in rows
+    ]
+
+
+def test_sentinel_shows_the_master_its_replica_and_the_sentinels(
+    admin_client: Client, use_caches: Any, redis_sentinel: RedisSentinelServers
+) -> None:
+    use_caches(redis_sentinel.url, SENTINELS=[list(s) for s in redis_sentinel.sentinels])
+    _use_cache()
+
+    page = admin_client.get(URL).content.decode()
+
+    assert "Redis nodes · sentinel" in page
+    assert _node_rows(page) == [
+        (f"127.0.0.1:{redis_sentinel.master().port}", "master", "yes", "closed"),
+        *(
+            (f"127.0.0.1:{server.port}", "replica", "yes", "")
+            for server in redis_sentinel.replicas()
+        ),
+        *((f"{host}:{port}", "sentinel", "yes", "") for host, port in redis_sentinel.sentinels),
+    ]
 
 
 def test_an_unreachable_redis_is_shown_with_this_processes_figures(

@@ -90,6 +90,22 @@ def test_mutating_a_returned_value_does_not_change_the_cached_one() -> None:
     assert cache.get("user:2") == {"roles": ["reader"]}
 
 
+def test_mutating_a_flat_value_before_or_after_does_not_change_the_cached_one() -> None:
+    # A dict or list of immutable items is held as an object, copied per read.
+    cache = caches["default"]
+    record, tags = {"id": 2, "name": "Ada"}, ["a", "b"]
+    cache.set("user:3", record)
+    cache.set("user:4", tags)
+    record["name"] = "changed after set"
+    tags.append("c")
+    first, listed = cache.get("user:3"), cache.get("user:4")
+    first["name"] = "changed after get"
+    first["extra"] = True
+    listed.clear()
+    assert cache.get("user:3") == {"id": 2, "name": "Ada"}
+    assert cache.get("user:4") == ["a", "b"]
+
+
 def test_a_write_through_one_alias_is_seen_at_once_through_another(
     settings: Any, redis_url: str
 ) -> None:

@@ -65,15 +65,20 @@ def test_ping_asks_every_primary_of_a_cluster(
     use_caches: Any, redis_cluster: RedisClusterServers
 ) -> None:
     use_caches(redis_cluster.seed_url, CLUSTER=True)
-    assert _run("ping").startswith("default: PONG in ")
+    out = _run("ping")
+    assert out.startswith("default: PONG in ")
+    nodes = re.findall(r"^  (primary|replica) (127\.0\.0\.1:\d+): PONG in ", out, re.MULTILINE)
+    assert [role for role, _ in nodes] == ["primary"] * 3 + ["replica"] * 3
     paused = redis_cluster.primaries()[-1]
+    errors = StringIO()
     with redis.Redis(port=paused.port) as primary:
         primary.execute_command("CLIENT", "PAUSE", 2000, "ALL")  # answers nobody for 2 s
         try:
             with pytest.raises(CommandError, match="Redis unreachable for: default"):
-                _run("ping")
+                call_command("tiercache", "ping", stdout=StringIO(), stderr=errors)
         finally:
             primary.execute_command("CLIENT", "UNPAUSE")
+    assert f"  primary 127.0.0.1:{paused.port}: no answer (" in errors.getvalue()
 
 
 def test_stats_says_when_the_figures_are_this_processes_only(

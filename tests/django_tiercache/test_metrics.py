@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +12,7 @@ import redis
 
 from django_tiercache import counters
 from django_tiercache.aggregation import RedisCounterStore
-from django_tiercache.metrics import AliasMetrics, metrics_for, request_scope
+from django_tiercache.metrics import AliasMetrics, RequestScope, metrics_for, request_scope
 from tests.redis_server import RedisServer
 from tiercache import CacheMetricsProtocol, CircuitBreaker
 from tiercache.commands import EXPIRE, operation_of
@@ -136,6 +138,28 @@ def test_a_scope_keeps_each_aliases_counts_apart(redis_url: str) -> None:
     assert one.get_stats("user")["misses"] == 1
     assert two.get_stats("user")["hits"] == 1
     assert two.snapshot()["req|(unresolved)"] == 1
+
+
+def test_a_scope_counts_every_hit_of_threads_sharing_it() -> None:
+    # More hits per thread than a scope lists before folding: folds race the appends.
+    metrics, per_thread = AliasMetrics("threads"), RequestScope.FOLD_AT + 1000
+
+    def hit() -> None:
+        for _ in range(per_thread):
+            metrics.record_hit("user")
+
+    with request_scope() as scope:
+        run_in_scope = [contextvars.copy_context().run for _ in range(2)]
+        threads = [threading.Thread(target=run, args=(hit,)) for run in run_in_scope]
+        for thread in threads:
+            thread.start()
+        hit()
+        for thread in threads:
+            thread.join()
+    scope.commit("v")
+
+    assert metrics.snapshot()["ns|user|l1_hits"] == 3 * per_thread
+    assert metrics.snapshot()["view|v|user|l1_hits"] == 3 * per_thread
 
 
 def test_reset_of_one_namespace_keeps_the_others(redis_url: str) -> None:

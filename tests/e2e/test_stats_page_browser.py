@@ -1,4 +1,4 @@
-"""The stats page in a real headless Chromium: log in, see the namespaces, charts, workers, reset.
+"""The stats page in a real headless Chromium: log in, see namespaces, charts, nodes, workers, reset.
 
 Screenshots of the page at 1280 px and 375 px are kept in `artifacts/screenshots/`
 (or `$TIERCACHE_ARTIFACTS/screenshots/`) for a person to look at.
@@ -114,6 +114,18 @@ def test_the_admin_index_links_to_the_stats_page(page: Page, live_server: Any) -
     assert page.locator("h1").inner_text() == "Cache statistics"
 
 
+def _assert_the_node_table_shows(page: Page, redis_url: str) -> None:
+    """The topology: the session's one Redis, its health and this process's breaker."""
+    node = page.locator("table.tc-nodes tr[data-node]")
+    assert node.count() == 1
+    node.scroll_into_view_if_needed()
+    assert node.is_visible()
+    assert node.get_attribute("data-node") == redis_url.removeprefix("redis://").split("/")[0]
+    assert node.get_attribute("data-role") == "primary"
+    assert "healthy" in node.inner_text()
+    assert "closed" in node.inner_text()
+
+
 @pytest.mark.parametrize("width", [1280, 375])
 def test_charts_workers_and_error_kinds_read_at_any_width(
     browser: Browser, live_server: Any, redis_url: str, width: int
@@ -158,6 +170,7 @@ def test_charts_workers_and_error_kinds_read_at_any_width(
         assert str(os.getpid()) in worker.inner_text()
         assert "stale" not in worker.inner_text()
 
+        _assert_the_node_table_shows(page, redis_url)
         kind = page.locator('th[data-kind="CorruptData"]')
         kind.scroll_into_view_if_needed()
         assert kind.is_visible()  # a column a finger can reach, not a hover tooltip
@@ -172,7 +185,7 @@ def test_charts_workers_and_error_kinds_read_at_any_width(
         shots.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shots / f"stats-page-{width}px.png"), full_page=True)
         page.locator(".tc-charts").screenshot(path=str(shots / f"charts-{width}px.png"))
-        for table in ("tc-workers", "tc-namespaces"):
+        for table in ("tc-nodes", "tc-workers", "tc-namespaces"):
             page.evaluate(f"document.querySelector('.{table}').parentElement.scrollLeft = 0")
             page.locator(f".tc-scroll:has(.{table})").screenshot(
                 path=str(shots / f"{table.removeprefix('tc-')}-{width}px.png")

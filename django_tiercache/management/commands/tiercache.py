@@ -15,6 +15,7 @@ from django_tiercache.inspection import KeyInspection
 from django_tiercache.metrics import metrics_of
 from django_tiercache.report import AliasReport, alias_reports
 from tiercache import CacheError
+from tiercache.topology_nodes import NodeStatus
 
 
 class Command(BaseCommand):
@@ -142,17 +143,34 @@ class Command(BaseCommand):
     def _ping(self, aliases: list[str]) -> None:
         failed = []
         for alias in aliases:
-            health = tiered_cache(alias).redis_health()
-            if health.get("reachable"):
+            cache = tiered_cache(alias)
+            health = cache.redis_health()
+            reachable = bool(health.get("reachable"))
+            if reachable:
                 self.stdout.write(
                     f"{alias}: PONG in {health.get('latency_ms')} ms (Redis {health.get('version')}, "
                     f"{health.get('used_memory')} used)"
                 )
             else:
-                failed.append(alias)
                 self.stderr.write(f"{alias}: Redis unreachable: {health.get('error')}")
+            for node in cache.node_statuses():
+                # A replica or a Sentinel that does not answer is told, but the cache
+                # still works: only a node it sends commands to (it has a breaker) fails.
+                reachable = reachable and (node.healthy or node.breaker is None)
+                self._write_node(node)
+            if not reachable:
+                failed.append(alias)
         if failed:
             raise CommandError(f"Redis unreachable for: {', '.join(failed)}")
+
+    def _write_node(self, node: NodeStatus) -> None:
+        breaker = f", breaker {node.breaker}" if node.breaker else ""
+        if node.healthy:
+            self.stdout.write(
+                f"  {node.role} {node.address}: PONG in {node.latency_ms} ms{breaker}"
+            )
+        else:
+            self.stderr.write(f"  {node.role} {node.address}: no answer ({node.error}){breaker}")
 
     def _flush(self, aliases: list[str], namespace: str) -> None:
         if not namespace.strip():
