@@ -247,8 +247,9 @@ class ClusterEars:
             ear.after_fork()
 
     def close(self) -> None:
-        """Close every primary's fill connections."""
+        """Close every primary's fill connections, and stop watching the slot map."""
         for ear in self.ears():
             ear.tracking.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
+        self.topology.close()
