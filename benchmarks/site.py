@@ -1,6 +1,6 @@
 """`python -m benchmarks.site`: is the cache nearly invisible in a real request?
 
-Starts a private Redis, then for each subject a gunicorn (4 sync workers) serving
+Starts a private Redis, then a gunicorn (4 sync workers) per backend serving
 `benchmarks.site_app` on loopback, and loads it with wrk (16 connections) or, without
 wrk, a small Python load generator. Subjects, in alternating rounds:
 
@@ -10,9 +10,12 @@ wrk, a small Python load generator. Subjects, in alternating rounds:
   (what Django's ``cache`` proxy costs shows as the difference);
 - ``django-redis``: the same view on django-redis (20 Redis round trips).
 
-Prints requests/s of each (median of the rounds) and the ratios to ``plain`` and to
-django-redis, then profiles one worker's requests in-process (middleware scope,
-metrics, key making) with cProfile. The figures depend on the machine: say which.
+All gunicorns stay up for the run, and each round loads every subject for a few seconds,
+back to back. Prints requests/s of each (median of the rounds) and the medians of the
+per-round ratios to ``plain`` and to django-redis, then times the views in-process and
+profiles the 20-hit view with cProfile, summed by share (Django's cache proxy, our
+request metrics, backend + policy + L1 + codec, Django's handler). Writes it all to
+`benchmarks/results/site-latest.md`. The figures depend on the machine: say which.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import http.client
 import io
 import multiprocessing
 import os
+import platform
 import pstats
 import re
 import shutil
@@ -34,11 +38,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.redis_process import private_redis
+from benchmarks.report import save
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "site-latest.md"
 SUBJECTS = {
     # name: (BENCH_CACHE, path)
     "plain": ("tiercache", "/plain/"),
@@ -46,49 +53,102 @@ SUBJECTS = {
     "tiercache-bound": ("tiercache", "/cached-bound/"),
     "django-redis": ("django-redis", "/cached/"),
 }
+LABELS = {
+    "plain": "plain view, no cache call",
+    "tiercache": "20 L1 hits, `cache.get` (Django's proxy)",
+    "tiercache-bound": '20 L1 hits, `caches["default"]` once per request',
+    "django-redis": "20 gets, django-redis, `cache.get`",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the site benchmark; print the table and the profile."""
+    """Run the site benchmark; print the table and the profile, and write them."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.site", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5.0, help="load per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=2.0, help="load per subject and round")
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args(argv)
     loader = "wrk" if shutil.which("wrk") else "python"
-    print(f"load generator: {loader}, {args.connections} connections, {args.workers} workers")
+    setup = f"load generator: {loader}, {args.connections} connections, {args.workers} workers"
+    print(setup)
+    load_before = os.getloadavg()
+    started = time.monotonic()
     rates: dict[str, list[float]] = {name: [] for name in SUBJECTS}
-    with private_redis() as base:
+    with private_redis() as base, contextlib.ExitStack() as servers:
         redis_url = f"{base}/0"
+        # One gunicorn per backend, all up for the whole run, so that each round loads
+        # the subjects back to back, seconds apart: the machine's drift between them is
+        # what a per-round ratio cancels.
+        ports = {
+            backend: servers.enter_context(_gunicorn(backend, redis_url, args.workers))
+            for backend in sorted({backend for backend, _ in SUBJECTS.values()})
+        }
+        urls = {
+            name: f"http://127.0.0.1:{ports[backend]}{path}"
+            for name, (backend, path) in SUBJECTS.items()
+        }
+        for url in urls.values():
+            _load(url, 1.0, args.connections, loader)  # warm every worker's L1
         for round_ in range(args.rounds):
             order = list(SUBJECTS) if round_ % 2 == 0 else list(reversed(SUBJECTS))
             for name in order:
-                backend, path = SUBJECTS[name]
-                with _gunicorn(backend, redis_url, args.workers) as port:
-                    url = f"http://127.0.0.1:{port}{path}"
-                    _load(url, 1.0, args.connections, loader)  # warm every worker's L1
-                    rate = _load(url, args.seconds, args.connections, loader)
-                rates[name].append(rate)
-                print(f"  round {round_ + 1} {name:15} {rate:8.0f} req/s", flush=True)
-        median = {name: statistics.median(values) for name, values in rates.items()}
-        print()
-        # Ratios within a round, then their median: a shared machine's load drifts between
-        # rounds more than between the subjects of one round.
-        print(
-            f"{'subject':16}{'req/s':>8}{'vs plain':>10}{'vs django-redis':>17}"
-            "   (median req/s; median of per-round ratios)"
-        )
-        for name, rate in median.items():
-            vs_plain = _ratio(rates[name], rates["plain"])
-            vs_redis = _ratio(rates[name], rates["django-redis"])
-            print(f"{name:16}{rate:8.0f}{vs_plain:10.2f}{vs_redis:17.2f}")
-        print()
-        _profile(redis_url)
+                rates[name].append(_load(urls[name], args.seconds, args.connections, loader))
+            print(
+                f"  round {round_ + 1:2}: "
+                + ", ".join(f"{name} {rates[name][-1]:.0f}" for name in SUBJECTS)
+                + " req/s",
+                flush=True,
+            )
+        servers.close()
+        load_after = os.getloadavg()
+        elapsed = time.monotonic() - started
+        table = _table(rates)
+        print("\n".join(["", *table, ""]))
+        profile = _profile(redis_url)
+    command = f"python -m benchmarks.site --rounds {args.rounds} --seconds {args.seconds:g}"
+    save(
+        [
+            "# Site benchmark: the cache inside a real Django request",
+            "",
+            f"`{command}`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s; "
+            f"{setup}; Python {platform.python_version()}, {platform.machine()}, "
+            f"{os.cpu_count()} CPUs; load average {_loads(load_before)} before, "
+            f"{_loads(load_after)} after (a shared VM: other jobs ran meanwhile).",
+            "",
+            *table,
+            "",
+            "```",
+            *profile,
+            "```",
+            "",
+        ],
+        RESULTS,
+    )
     return 0
 
 
+def _table(rates: dict[str, list[float]]) -> list[str]:
+    """Return the Markdown table: median req/s and the medians of per-round ratios."""
+    lines = [
+        f"| subject ({len(rates['plain'])} rounds) | req/s (median) | vs plain | vs django-redis |",
+        "|---|--:|--:|--:|",
+    ]
+    for name, values in rates.items():
+        vs_plain = _ratio(values, rates["plain"])
+        vs_redis = _ratio(values, rates["django-redis"])
+        lines.append(
+            f"| {LABELS[name]} | {statistics.median(values):,.0f} | {vs_plain:.2f} | {vs_redis:.2f} |"
+        )
+    return lines
+
+
+def _loads(averages: tuple[float, float, float]) -> str:
+    return "/".join(f"{value:.2f}" for value in averages)
+
+
 def _ratio(these: list[float], those: list[float]) -> float:
+    """Return the median of the per-round ratios: a round's subjects ran seconds apart."""
     return statistics.median(a / b for a, b in zip(these, those, strict=True))
 
 
@@ -206,8 +266,13 @@ def _hammer(url: str, seconds: float, clients: int) -> int:
     return sum(done)
 
 
-def _profile(redis_url: str) -> None:
-    """Profile the 20-hit view in this process, and time it against the plain view."""
+def _profile(redis_url: str) -> list[str]:
+    """Time the 20-hit views against the plain one in this process, and profile one.
+
+    Print the findings and return their lines.
+    """
+    lines: list[str] = []
+    say = lines.append
     os.environ.update(
         BENCH_CACHE="tiercache",
         BENCH_REDIS_URL=redis_url,
@@ -242,10 +307,10 @@ def _profile(redis_url: str) -> None:
                 call(path)
             per_request[path] = min(per_request[path], (time.perf_counter() - started) / 1000)
     plain = per_request["/plain/"]
-    print(f"in-process, best of 7 x 1000 requests: plain view {plain * 1e6:.1f} µs")
+    say(f"in-process, best of 7 x 1000 requests: plain view {plain * 1e6:.1f} µs")
     for path, label in (("/cached/", "cache.get"), ("/cached-bound/", 'caches["default"] once')):
         extra = (per_request[path] - plain) / 20
-        print(
+        say(
             f"  20-hit view, {label}: {per_request[path] * 1e6:.1f} µs, "
             f"{extra * 1e6:.2f} µs per hit in a request"
         )
@@ -269,15 +334,17 @@ def _profile(redis_url: str) -> None:
         for (caller_file, _, _), edge in callers.items():
             share = _share(_area(caller_file))
             by_share[share] = by_share.get(share, 0.0) + edge[2]
-    print("cProfile of 3000 requests to the 20-hit view (cache.get), own time by share:")
+    say("cProfile of 3000 requests to the 20-hit view (cache.get), own time by share:")
     for where, seconds in sorted(by_share.items(), key=lambda item: -item[1]):
-        print(f"  {where:52} {seconds / total * 100:5.1f}%")
-    print("by module:")
+        say(f"  {where:52} {seconds / total * 100:5.1f}%")
+    say("by module:")
     for where, seconds in sorted(by_file.items(), key=lambda item: -item[1])[:10]:
-        print(f"  {where:52} {seconds / total * 100:5.1f}%")
-    print("top functions by own time:")
+        say(f"  {where:52} {seconds / total * 100:5.1f}%")
+    say("top functions by own time:")
     for where, seconds in sorted(by_function.items(), key=lambda item: -item[1])[:12]:
-        print(f"  {where:52} {seconds / total * 100:5.1f}%")
+        say(f"  {where:52} {seconds / total * 100:5.1f}%")
+    print("\n".join(lines))
+    return lines
 
 
 #: What each module's time is spent on, for the profile's summary.
@@ -308,6 +375,8 @@ def _share(where: str) -> str:
 
 def _area(file: str) -> str:
     """Return a short name for the module `file`: ours by name, Django's by package."""
+    if file == "~":
+        return "(builtins)"
     path = Path(file)
     for package in ("django_tiercache", "tiercache", "benchmarks"):
         if package in path.parts:

@@ -352,7 +352,10 @@ class TieredCache(DjangoRedisAPI):
     # -- the sync API ----------------------------------------------------------------
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        resolved = self._resolve(key, version)
+        # `_resolve`'s memo inlined: this is every L1 hit, and a call is a tenth of one.
+        resolved = self._keys[key] if version is None and type(key) is str else None
+        if resolved is None:
+            resolved = self._resolve(key, version)
         value = self._policy.lookup(*resolved)  # an L1 hit: no flow, driver or Result
         if value is MISSING:
             value = self._settle(drive(self._policy.get(*resolved), self._sync), "get", MISSING)

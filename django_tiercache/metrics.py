@@ -357,12 +357,13 @@ class AliasMetrics:
 
 def _fields(events: Mapping[Event, int], view: str | None) -> dict[str, int]:
     deltas: dict[str, int] = {}
+    looked_up = False  # did the request look anything up (not only time a round trip)?
     for event, count in events.items():
+        looked_up = looked_up or event[0] != "op"
         for name in _names_of(event, view):
             deltas[name] = deltas.get(name, 0) + count
-    if view is not None and any(event[0] != "op" for event in events):
-        name = _request_field(view)
-        deltas[name] = deltas.get(name, 0) + 1
+    if view is not None and looked_up:
+        deltas[_request_field(view)] = 1
     return deltas
 
 
