@@ -24,6 +24,7 @@ from tiercache.memory import MemoryTier
 from tiercache.messages import Invalidation, Op, encode
 
 if TYPE_CHECKING:
+    from tiercache.cluster_bus import ClusterEars
     from tiercache.tracking import Tracking
 
 __all__ = ["MODES", "LocalBus", "Mode", "apply_invalidation", "mode_of"]
@@ -73,8 +74,11 @@ class LocalBus:
         #: server refuses tracking).
         self.requested: Mode = "off"
         self.mode: Mode = "off"
-        #: The per-node tracking state, in tracking mode (see `tiercache.tracking`).
+        #: The node's tracking state, in tracking mode (see `tiercache.tracking`).
         self.tracking: Tracking | None = None
+        #: On a Redis Cluster in tracking mode: one ear per primary, each with its own
+        #: listener and tracking (see `tiercache.cluster_bus`); `tracking` is None then.
+        self.ears: ClusterEars | None = None
         # Set by the listener: False while it may have missed messages.
         self.healthy = True
         # Starts this process's listener (see `listen_with`); None: nobody else to hear.
@@ -118,6 +122,13 @@ class LocalBus:
         with self._lock:
             if self.tracking is None:
                 self.tracking = factory()
+
+    def hear_per_node(self, factory: Callable[[], ClusterEars]) -> ClusterEars:
+        """Set this bus's per-primary ears with `factory`, once; return them."""
+        with self._lock:
+            if self.ears is None:
+                self.ears = factory()
+            return self.ears
 
     @property
     def tracks(self) -> bool:
@@ -194,11 +205,15 @@ class LocalBus:
         """Note a tracked read's value that L1 took (see `Tracking.held`)."""
         if self.tracking is not None:
             self.tracking.held(key)
+        elif self.ears is not None:
+            self.ears.held(key)
 
     def wrote(self, keys: Sequence[str], *, surely: bool = True) -> None:
         """Note keys this process changed in Redis (see `Tracking.expect_echo`)."""
         if self.tracking is not None:
             self.tracking.expect_echo(keys, surely=surely)
+        elif self.ears is not None:
+            self.ears.expect_echo(keys, surely=surely)
 
     def drop(self, keys: Iterable[str]) -> None:
         """Drop `keys` from every attached L1 (what a lost fill connection covered)."""
@@ -210,6 +225,8 @@ class LocalBus:
         """Clear every attached L1 (after a reconnect, when messages may be lost)."""
         if self.tracking is not None:
             self.tracking.forget_held()
+        if self.ears is not None:
+            self.ears.forget_held()
         for l1 in self.l1s():
             l1.clear()
 
@@ -217,6 +234,8 @@ class LocalBus:
 
     def fills_allowed(self) -> bool:
         """Return whether L1 may take values now; starts the listener on first need."""
+        if self.ears is not None:
+            return self.ears.fills_allowed(self.mode)
         if not self.healthy and self._listen is not None:
             self._listen()
         return self.healthy
@@ -243,6 +262,8 @@ class LocalBus:
             self.healthy = False
         if self.tracking is not None:
             self.tracking.after_fork()
+        if self.ears is not None:
+            self.ears.after_fork()
         for l1 in self.l1s():
             with contextlib.suppress(Exception):  # at-fork hooks must not raise
                 l1.after_fork()

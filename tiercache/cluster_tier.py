@@ -16,6 +16,7 @@ the slot map; when a primary changes, every tier refreshes redis-py's map of slo
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,9 +27,11 @@ import redis.exceptions as rex
 from redis.cluster import RedisCluster
 
 from tiercache.breaker import CircuitBreaker
+from tiercache.cluster_bus import ClusterEars
+from tiercache.cluster_fills import ClusterFill, Tracked
 from tiercache.commands import SCRIPTS, Command, Fill, Request
 from tiercache.errors import CacheError, CacheUnavailable, CircuitOpen
-from tiercache.redis_tier import AsyncRedisTier, RedisTier, error_from
+from tiercache.redis_tier import FILL_WAIT, AsyncRedisTier, RedisTier, error_from
 from tiercache.topology_cluster import ClusterTopology
 
 if TYPE_CHECKING:
@@ -152,6 +155,31 @@ def _raise(error: BaseException) -> Any:
     raise error
 
 
+def _written(split: ClusterFill, fill: Fill) -> tuple[object, Tracked]:
+    """Return a tracked write-and-read's reply: (write's, read's) if tracked, else the write's."""
+    written = split.written
+    if isinstance(written, BaseException):
+        _raise(written)
+    [key] = fill.keys
+    if key not in split.tracked:
+        return written, False
+    value = split.values[key]
+    if isinstance(value, BaseException):
+        _raise(value)
+    return (written, value), True
+
+
+def _answer(split: ClusterFill, untracked: dict[str, object]) -> tuple[object, Tracked]:
+    """Return a tracked read's reply: one GET raises its error, a batch has misses."""
+    if split.fill.command[0] != "GET":
+        return split.answer(untracked)
+    [key] = split.fill.keys
+    value = split.values.get(key, untracked.get(key))
+    if isinstance(value, BaseException):
+        _raise(value)
+    return value, key in split.tracked
+
+
 class _Plan:
     """The commands of one request, split by slot, with the node of each."""
 
@@ -206,6 +234,14 @@ class _Breakers:
     def answered(self, node: str) -> None:
         self._breaker_for(node).record_success()
 
+    def report(self, split: ClusterFill) -> None:
+        """Tell the breakers of a tracked read's primaries how they did."""
+        for node in split.answered:
+            self.answered(node)
+        for node in split.failed:
+            self._breaker_for(node).record_failure()
+            self._topology.suspect()
+
     def lost(self, node: str, unanswered: list[int], replies: list[object], exc: Exception) -> None:
         """Record that `node` failed; its unanswered commands get `exc` as their reply."""
         for i in unanswered:
@@ -217,8 +253,11 @@ class _Breakers:
 class ClusterTier:
     """Runs requests on a sync `RedisCluster`, from any thread."""
 
-    def __init__(self, topology: ClusterTopology, breaker_for: BreakerFor) -> None:
+    def __init__(
+        self, topology: ClusterTopology, breaker_for: BreakerFor, ears: ClusterEars | None = None
+    ) -> None:
         self.topology = topology
+        self._ears = ears
         self._breakers = _Breakers(topology, breaker_for)
         self._client: RedisCluster | None = None
         self._generation = topology.generation
@@ -241,13 +280,9 @@ class ClusterTier:
             return self._client
 
     def execute(self, request: Request) -> object:
-        """Run one command or a pipeline; raise `CacheError` on trouble.
-
-        A `Fill` (a tracked read) is answered untracked: a cluster is told through
-        broadcast, and L1 then keeps only what a plain read says.
-        """
+        """Run one command, a pipeline or a tracked read; raise `CacheError` on trouble."""
         if isinstance(request, Fill):
-            return self.execute(request.write or request.command), False
+            return self._fill(request)
         commands = [request] if isinstance(request, tuple) else request
         try:
             client = self._cluster()
@@ -265,6 +300,34 @@ class ClusterTier:
             else:
                 replies.append(next(answered))
         return replies[0] if isinstance(request, tuple) else replies
+
+    def _fill(self, fill: Fill) -> tuple[object, Tracked]:
+        """Run a tracked read on the fill connections of its keys' primaries."""
+        split = (
+            ClusterFill(fill, self._ears, self._breakers.allow, FILL_WAIT) if self._ears else None
+        )
+        if split is None or not split.claims:
+            return self.execute(fill.write or fill.command), False
+        split.dispatch()
+        try:
+            plain = self._read(split.plain)
+        finally:
+            split.collect()
+            self._breakers.report(split)
+        if fill.write is not None:
+            if split.moved:  # not applied there: redis-py follows the slot
+                return self.execute(fill.write), False
+            return _written(split, fill)
+        if split.moved:
+            self.topology.suspect()
+        return _answer(split, {**plain, **self._read(split.again)})
+
+    def _read(self, keys: list[str]) -> dict[str, object]:
+        """Return what a plain batch read of `keys` finds (misses for a node that is down)."""
+        if not keys:
+            return {}
+        reply = self.execute(("MGET", *keys))
+        return dict(zip(keys, reply if isinstance(reply, list) else [], strict=False))
 
     def _batch(self, client: RedisCluster, commands: list[Command]) -> list[object]:
         plan = _Plan(commands, client)
@@ -359,8 +422,11 @@ class ClusterTier:
 class AsyncClusterTier:
     """Runs requests on an asyncio `RedisCluster`, bound to one event loop."""
 
-    def __init__(self, topology: ClusterTopology, breaker_for: BreakerFor) -> None:
+    def __init__(
+        self, topology: ClusterTopology, breaker_for: BreakerFor, ears: ClusterEars | None = None
+    ) -> None:
         self.topology = topology
+        self._ears = ears
         self._breakers = _Breakers(topology, breaker_for)
         self._client = topology.async_client()
         self._generation: int | None = None
@@ -381,9 +447,9 @@ class AsyncClusterTier:
         return client
 
     async def execute(self, request: Request) -> object:
-        """Run one command or a pipeline; raise `CacheError` on trouble (see `ClusterTier`)."""
+        """Run one command, a pipeline or a tracked read (see `ClusterTier`)."""
         if isinstance(request, Fill):
-            return await self.execute(request.write or request.command), False
+            return await self._fill(request)
         commands = [request] if isinstance(request, tuple) else request
         try:
             client = await self._cluster()
@@ -401,6 +467,33 @@ class AsyncClusterTier:
             else:
                 replies.append(next(answered))
         return replies[0] if isinstance(request, tuple) else replies
+
+    async def _fill(self, fill: Fill) -> tuple[object, Tracked]:
+        """Run a tracked read; its fill connections on a worker thread (see `AsyncRedisTier`)."""
+        ears = self._ears
+        split = ClusterFill(fill, ears, self._breakers.allow, 0.0) if ears else None
+        if ears is None or split is None or not split.claims:
+            return await self.execute(fill.write or fill.command), False
+        tracked = asyncio.get_running_loop().run_in_executor(ears.executor, split.run)
+        try:
+            plain = await self._read(split.plain)
+        finally:
+            await tracked
+            self._breakers.report(split)
+        if fill.write is not None:
+            if split.moved:
+                return await self.execute(fill.write), False
+            return _written(split, fill)
+        if split.moved:
+            self.topology.suspect()
+        return _answer(split, {**plain, **await self._read(split.again)})
+
+    async def _read(self, keys: list[str]) -> dict[str, object]:
+        """Return what a plain batch read of `keys` finds (see `ClusterTier._read`)."""
+        if not keys:
+            return {}
+        reply = await self.execute(("MGET", *keys))
+        return dict(zip(keys, reply if isinstance(reply, list) else [], strict=False))
 
     async def _batch(self, client: Any, commands: list[Command]) -> list[object]:
         plan = _Plan(commands, client)
@@ -502,7 +595,7 @@ def tier_for(assembly: Assembly) -> SyncTier:
     assert topology is not None
     assert breaker is not None
     if isinstance(topology, ClusterTopology):
-        return ClusterTier(topology, assembly.breaker_for)
+        return ClusterTier(topology, assembly.breaker_for, assembly.bus.ears)
     return RedisTier(topology, breaker, assembly.bus.tracking)
 
 
@@ -512,7 +605,7 @@ def async_tier_for(assembly: Assembly) -> AsyncTier:
     assert topology is not None
     assert breaker is not None
     if isinstance(topology, ClusterTopology):
-        return AsyncClusterTier(topology, assembly.breaker_for)
+        return AsyncClusterTier(topology, assembly.breaker_for, assembly.bus.ears)
     return AsyncRedisTier(topology, breaker, assembly.bus.tracking)
 
 

@@ -37,7 +37,9 @@ class Fill:
 
     The tier answers `(reply, tracked)`: `tracked` is False when the request went through
     the ordinary pool (the key's fill connection was busy, or the process is deaf to
-    invalidations), and then L1 must not keep what it read. With `write`, the reply is
+    invalidations), and then L1 must not keep what it read. A batch read over several
+    nodes (a cluster) may answer the frozenset of the keys read tracked instead. With
+    `write`, the reply is
     `(write's reply, read's reply)` when tracked, the write's reply alone when not (the
     read is then not sent).
     """

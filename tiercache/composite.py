@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from tiercache import registry
 from tiercache.breaker import CircuitBreaker
-from tiercache.bus import LocalBus, Mode
+from tiercache.bus import LocalBus
+from tiercache.cluster_bus import ClusterEars, NodeEar
 from tiercache.codecs import Codec
 from tiercache.listener import Listener, Subscriber
 from tiercache.memory import MemoryTier
@@ -77,22 +78,26 @@ def assemble(
     else:
         topology = make_topology(options.redis_settings())
         bus = registry.bus_for(options.location, options.channel())
-        bus.require(_mode(options, topology))
+        bus.require(options.invalidation_mode)
         # A cluster's broadcasts reach every node: listen on any that answers.
         node = ANY_NODE if isinstance(topology, ClusterTopology) else topology.primaries()[0]
-        if bus.requested == "tracking":
-            bus.track_with(lambda: Tracking(bus, topology, node, options.fill_connections))
-        listener = _listener(options, bus, topology, node)
+        if isinstance(topology, ClusterTopology) and bus.requested == "tracking":
+            _hear_each_primary(options, bus, topology)
+            listener: Callable[[], Listener] | None = None
+        else:
+            if bus.requested == "tracking":
+                bus.track_with(lambda: Tracking(bus, topology, node, options.fill_connections))
+            listener = _listener(options, bus, topology, node)
         # One per node and breaker settings; keyed by the full URL too, so a wrong
         # password does not open the circuit of the right one.
         new_breaker = functools.partial(_breaker, options, bus, listener)
         breaker = registry.breaker_for(
             (options.url, node, options.breaker_threshold, options.breaker_reset), new_breaker
         )
-        if not isinstance(topology, ClusterTopology):
+        if listener is not None and not isinstance(topology, ClusterTopology):
             # Sentinel named another master: it has no tracking state of ours.
             topology.on_change(functools.partial(_moved, bus, listener, breaker))
-        if bus.requested != "off":
+        if listener is not None and bus.requested != "off":
             bus.listen_with(lambda: listener().ensure_started())
             # Subscribe before the first read or write: both capture the L1 sequence,
             # and the subscribe's clear would make their fill look raced. A cache without
@@ -125,15 +130,23 @@ def assemble(
     return assembly
 
 
-def _mode(options: CacheOptions, topology: Nodes) -> Mode:
-    """Return the invalidation mode of a cache on `topology`.
+def _hear_each_primary(options: CacheOptions, bus: LocalBus, topology: ClusterTopology) -> None:
+    """Give `bus` one ear per primary of a cluster, each with its listener and tracking."""
 
-    A Redis Cluster is told through broadcast: its classic PUBLISH reaches a subscriber
-    on any node, so one invalidation connection per process hears every write (tracking
-    would need one per primary; recorded in docs/architecture.md).
-    """
-    mode = options.invalidation_mode
-    return "broadcast" if mode == "tracking" and isinstance(topology, ClusterTopology) else mode
+    def make(ears: ClusterEars, node: str) -> NodeEar:
+        ear = NodeEar(ears, node)
+        ear.tracking = Tracking(ear, topology, node, options.fill_connections, per_key=True)
+        listener = _listener(options, ear, topology, node, ear.tracking)
+        ear.start = lambda: listener().ensure_started()
+        return ear
+
+    ears = bus.hear_per_node(
+        lambda: ClusterEars(bus, topology, make, registry.stop_listener, options.fill_connections)
+    )
+    topology.on_change(ears.changed)
+    bus.listen_with(ears.start_all)
+    # Subscribe before the first read or write (see `assemble`), to every primary.
+    ears.start_all()
 
 
 def _moved(
@@ -148,38 +161,50 @@ def _moved(
 
 
 def _breaker(
-    options: CacheOptions, bus: LocalBus, listener: Callable[[], Listener]
+    options: CacheOptions, bus: LocalBus, listener: Callable[[], Listener] | None
 ) -> CircuitBreaker:
     breaker = CircuitBreaker(options.breaker_threshold, options.breaker_reset, timer=options.timer)
     # Writes made elsewhere while we could not hear them were never announced.
     breaker.on_recover(bus.clear_all)
-    if bus.channel:
+    if bus.channel and listener is not None:
         # Redis is back: resubscribe now rather than when the listener's backoff ends.
         breaker.on_recover(lambda: listener().wake())
     return breaker
 
 
 def _listener(
-    options: CacheOptions, bus: LocalBus, topology: Nodes, node: str
+    options: CacheOptions,
+    audience: LocalBus | NodeEar,
+    topology: Nodes,
+    node: str,
+    tracking: Tracking | None = None,
 ) -> Callable[[], Listener]:
-    """Return how to reach this process's listener of `bus` (made on first need)."""
+    """Return how to reach this process's listener of `audience` (made on first need).
+
+    `audience` is a bus (its node's tracking is `bus.tracking`), or one primary's ear
+    with its `tracking`; a cluster's broadcast fallback listens on any node.
+    """
+    bus = audience if isinstance(audience, LocalBus) else audience.bus
+    where = ANY_NODE if isinstance(topology, ClusterTopology) else node
 
     def broadcast() -> Subscriber:
-        return BroadcastSubscriber(topology, node, bus.broadcast_channel)
+        return BroadcastSubscriber(topology, where, bus.broadcast_channel)
 
     def make() -> Listener:
-        tracking = bus.tracking
+        nonlocal tracking
+        tracking = tracking or bus.tracking
         heartbeat = options.heartbeat_interval
         first_wait = options.connect_timeout + options.socket_timeout
         if bus.mode == "tracking" and tracking is not None:
+            node_tracking = tracking
             return Listener(
-                bus,
-                lambda: TrackingSubscriber(topology, node, tracking),
+                audience,
+                lambda: TrackingSubscriber(topology, node, node_tracking),
                 heartbeat=heartbeat,
                 first_wait=first_wait,
                 fallback=broadcast,
                 tick=tracking.check_idle,
             )
-        return Listener(bus, broadcast, heartbeat=heartbeat, first_wait=first_wait)
+        return Listener(audience, broadcast, heartbeat=heartbeat, first_wait=first_wait)
 
-    return lambda: registry.listener_for(bus, make)
+    return lambda: registry.listener_for(audience, make)

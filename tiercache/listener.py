@@ -31,11 +31,10 @@ import time
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from tiercache.bus import LocalBus
 from tiercache.errors import CacheError, CacheTimeout
 from tiercache.messages import Invalidation
 
-__all__ = ["PONG", "Listener", "Pong", "Subscriber", "TrackingRefused"]
+__all__ = ["PONG", "Audience", "Listener", "Pong", "Subscriber", "TrackingRefused"]
 
 logger = logging.getLogger("tiercache")
 
@@ -53,6 +52,31 @@ PONG: Final = Pong()
 
 class TrackingRefused(CacheError):
     """The server refuses `CLIENT TRACKING` (renamed or forbidden CLIENT command)."""
+
+
+class Audience(Protocol):
+    """What a listener keeps informed: a `LocalBus`, or one cluster primary's share of it."""
+
+    location: str
+    #: False while it may have missed messages (no L1 fills meanwhile).
+    healthy: bool
+    subscribed_at: float | None
+    last_message_at: float | None
+    messages: int
+    reconnects: int
+    last_error: str | None
+
+    def clear_all(self) -> None:
+        """Drop what the listener may have missed (it just subscribed again)."""
+        ...
+
+    def receive(self, invalidation: Invalidation) -> None:
+        """Apply one invalidation heard."""
+        ...
+
+    def fall_back(self, reason: str) -> None:
+        """Switch to broadcast: the server refused tracking."""
+        ...
 
 
 class Subscriber(Protocol):
@@ -84,7 +108,7 @@ class Listener:
 
     def __init__(
         self,
-        bus: LocalBus,
+        bus: Audience,
         subscriber: Callable[[], Subscriber],
         *,
         heartbeat: float = 1.0,

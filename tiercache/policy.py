@@ -261,9 +261,20 @@ class TierPolicy:
     @staticmethod
     def _tracked(request: commands.Request, reply: object) -> tuple[object, bool]:
         """Return a read's reply, and whether L1 may keep what it says."""
+        answer, tracked = TierPolicy._tracked_keys(request, reply)
+        return answer, tracked is True
+
+    @staticmethod
+    def _tracked_keys(
+        request: commands.Request, reply: object
+    ) -> tuple[object, bool | frozenset[str]]:
+        """Return a read's reply, and whether L1 may keep it: all of it, none, or these keys.
+
+        A batch read over many nodes (a cluster) may be tracked on some of them only.
+        """
         if isinstance(request, commands.Fill):
             answer, tracked = reply if isinstance(reply, tuple) else (reply, False)
-            return answer, bool(tracked)
+            return answer, tracked if isinstance(tracked, frozenset) else tracked is True
         return reply, True
 
     def _announce(self, op: Op, keys: Sequence[str] = (), pattern: str = "") -> None:
@@ -387,13 +398,14 @@ class TierPolicy:
         since = l1.begin_read() if l1 is not None else 0
         request = self._read_request(("MGET", *[key for key, _ in wanted]))
         try:
-            reply, tracked = self._tracked(request, (yield request))
+            reply, tracked = self._tracked_keys(request, (yield request))
         except CacheError as error:
             return self.failed(wanted[0][1], error)
         if not isinstance(reply, list) or len(reply) != len(wanted):
             reply = [None] * len(wanted)
         now_ms = self._clock() * 1000
-        fill = l1 is not None and tracked and self.bus.fills_allowed()
+        fill = l1 is not None and bool(tracked) and self.bus.fills_allowed()
+        some = tracked if isinstance(tracked, frozenset) else None
         fills: list[tuple[str, object, float | None, int]] = []
         bare: list[tuple[str, object, bytes]] = []
         for (key, namespace), stored in zip(wanted, reply, strict=True):
@@ -407,7 +419,7 @@ class TierPolicy:
                 continue
             self._hit(namespace, "l2")
             found[key] = value
-            if not fill:
+            if not fill or (some is not None and key not in some):
                 continue
             if left is envelope.UNKNOWN:
                 bare.append((key, value, raw))

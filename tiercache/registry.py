@@ -38,6 +38,7 @@ __all__ = [
     "pop_per_loop",
     "reset",
     "shared",
+    "stop_listener",
 ]
 
 T = TypeVar("T")
@@ -48,7 +49,8 @@ _buses: dict[str, LocalBus] = {}
 _breakers: dict[Hashable, CircuitBreaker] = {}
 _shared: dict[Hashable, object] = {}
 _closers: list[Callable[[], None]] = []
-_listeners: dict[LocalBus, Listener] = {}
+#: By what each listener keeps informed: a bus, or one cluster primary's ear.
+_listeners: dict[Hashable, Listener] = {}
 
 
 class _LoopObjects:
@@ -87,13 +89,21 @@ def bus_for(location: str, channel: str) -> LocalBus:
         return bus
 
 
-def listener_for(bus: LocalBus, factory: Callable[[], Listener]) -> Listener:
-    """Return the listener of `bus` in this process, creating it with `factory` once."""
+def listener_for(audience: Hashable, factory: Callable[[], Listener]) -> Listener:
+    """Return the listener of `audience` (a bus, or a primary's ear), made by `factory` once."""
     with _lock:
-        listener = _listeners.get(bus)
+        listener = _listeners.get(audience)
         if listener is None:
-            listener = _listeners[bus] = factory()
+            listener = _listeners[audience] = factory()
         return listener
+
+
+def stop_listener(audience: Hashable) -> None:
+    """Stop and forget the listener of `audience`, if any (a node stopped being a primary)."""
+    with _lock:
+        listener = _listeners.pop(audience, None)
+    if listener is not None:
+        listener.stop()
 
 
 def breaker_for(key: Hashable, factory: Callable[[], CircuitBreaker]) -> CircuitBreaker:
@@ -190,6 +200,7 @@ def reset() -> None:
         listeners = list(_listeners.values())
         _listeners.clear()
         trackings = [bus.tracking for bus in _buses.values() if bus.tracking is not None]
+        ears = [bus.ears for bus in _buses.values() if bus.ears is not None]
         _buses.clear()
         _breakers.clear()
         _shared.clear()
@@ -199,6 +210,8 @@ def reset() -> None:
         listener.stop()
     for tracking in trackings:
         tracking.close()
+    for per_node in ears:
+        per_node.close()
     for close in closers:
         with contextlib.suppress(Exception):  # best effort while tearing down
             close()

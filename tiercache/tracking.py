@@ -2,11 +2,14 @@
 
 Per process and node, the cache owns one invalidation connection (run by
 `tiercache.listener.Listener` over `tiercache.redis_pubsub.TrackingSubscriber`) and a
-few fill connections, each with `CLIENT TRACKING ON REDIRECT <invalidation id> OPTIN`.
-A read that will fill L1 goes to its key's fill connection (a key always to the same
-one, so Redis sends one message per holding process) as `CLIENT CACHING YES` and the
-read, in one round trip; Redis then tells the invalidation connection when the key
-changes, whoever changed it. Writes are plain commands on the ordinary pool.
+few fill connections, each with `CLIENT TRACKING ON REDIRECT <invalidation id> OPTOUT`:
+a fill connection only reads for L1 (and writes, which are never tracked), so every
+read on it is tracked with no `CLIENT CACHING YES` before it. A read that will fill L1
+goes to its key's fill connection (a key always to the same one, so Redis sends one
+message per holding process); Redis then tells the invalidation connection when the
+key changes, whoever changed it. Writes are plain commands on the ordinary pool. A
+key counts as covered by its connection from before the read is sent, so that a drop
+of everything a node vouched for also refuses reads still in flight.
 
 What each loss clears (Redis forgets a connection's tracked keys when it closes, and
 says nothing):
@@ -36,7 +39,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import redis.exceptions as rex
 
@@ -51,10 +54,9 @@ except ImportError:  # redis-py packs then, more slowly
     _pack = None
 
 if TYPE_CHECKING:
-    from tiercache.bus import LocalBus
     from tiercache.topology import Nodes
 
-__all__ = ["Claim", "Tracking"]
+__all__ = ["Claim", "Hearing", "Pending", "Received", "Tracking"]
 
 #: Keys a fill connection remembers having read; past it, they are dropped from L1 and
 #: forgotten (Redis keeps tracking them; an invalidation for them is then harmless).
@@ -83,13 +85,56 @@ class Claim:
     groups: tuple[tuple[_Slot, tuple[str, ...]], ...]
 
 
-class Tracking:
-    """The fill connections of one node, and the id their invalidations go to."""
+@dataclass(frozen=True)
+class Pending:
+    """A claimed read sent on its fill connections, its replies not read yet."""
 
-    def __init__(self, bus: LocalBus, topology: Nodes, node: str, slots: int = 2) -> None:
+    claim: Claim
+    generation: int
+    sent: list[tuple[_Slot, tuple[str, ...], Any, int]]
+
+
+@dataclass(frozen=True)
+class Received:
+    """The replies of a tracked read: per key (error replies as values), and the write's."""
+
+    values: dict[str, object]
+    written: object
+    #: False when the invalidation connection resubscribed meanwhile: L1 must not keep it.
+    tracked: bool
+
+
+class Hearing(Protocol):
+    """What hears a node's invalidations: a `LocalBus`, or one primary's share of it."""
+
+    @property
+    def instance_id(self) -> str:
+        """Return this process's id."""
+        ...
+
+    def fills_allowed(self) -> bool:
+        """Return whether the node's invalidation connection is subscribed (starting it)."""
+        ...
+
+    def drop(self, keys: Iterable[str]) -> None:
+        """Drop `keys` from every L1 that hears this node."""
+        ...
+
+
+class Tracking:
+    """The fill connections of one node, and the id their invalidations go to.
+
+    `per_key`: read each key with its own GET (a cluster node: the keys of one read
+    span many slots, and a multi-key command must stay in one).
+    """
+
+    def __init__(
+        self, bus: Hearing, topology: Nodes, node: str, slots: int = 2, *, per_key: bool = False
+    ) -> None:
         self.bus = bus
         self.topology = topology
         self.node = node
+        self.per_key = per_key
         self._slots = [_Slot() for _ in range(max(1, slots))]
         #: Client id of the invalidation connection; None until it has subscribed.
         self.redirect_id: int | None = None
@@ -201,12 +246,18 @@ class Tracking:
         """Send a claimed read tracked and return its reply; release the connections.
 
         Raises redis-py's exceptions; a connection that failed is dropped with what it
-        covered.
+        covered. A refused write or a WRONGTYPE read is raised as its error reply.
         """
-        try:
-            return self._run(claim)
-        finally:
-            self.release(claim)
+        received = self.collect(self.dispatch(claim))
+        fill = claim.fill
+        if isinstance(received.written, rex.ResponseError):
+            raise received.written
+        values = [received.values.get(key) for key in fill.keys]
+        for value in values:
+            if isinstance(value, rex.ResponseError):
+                raise value  # WRONGTYPE and the like: the connection is still in sync
+        read = values if fill.command[0] == "MGET" else values[0]
+        return read if fill.write is None else (received.written, read)
 
     @staticmethod
     def release(claim: Claim) -> None:
@@ -214,64 +265,82 @@ class Tracking:
         for slot, _ in claim.groups:
             slot.lock.release()
 
-    def _run(self, claim: Claim) -> object:
+    def dispatch(self, claim: Claim) -> Pending:
+        """Send a claimed read (and its write) tracked; read the replies with `receive`.
+
+        On failure the claim is released, the connections dropped, and redis-py's
+        exception raised.
+        """
         generation, redirect = self.generation, self.redirect_id
-        kind = claim.fill.command[0]
+        fill = claim.fill
         sent: list[tuple[_Slot, tuple[str, ...], Any, int]] = []
         try:
             for slot, keys in claim.groups:
+                # Covered before the read: a node-wide drop meanwhile names these keys too.
+                self._cover(slot, keys)
                 if slot.connection is None:
                     slot.connection = self.topology.open_connection(self.node)
                 commands: list[Command] = []
                 if slot.generation != generation:
                     commands += [
                         ("CLIENT", "SETNAME", f"tiercache-fill-{self.bus.instance_id}"),
+                        # OPTOUT: every read here is for L1 and so tracked, with no
+                        # `CLIENT CACHING YES` before it; writes are never tracked.
                         # NOLOOP: a write sent here (see `Fill.write`) is not echoed back.
-                        ("CLIENT", "TRACKING", "ON", "REDIRECT", redirect or 0, "OPTIN", "NOLOOP"),
+                        ("CLIENT", "TRACKING", "ON", "REDIRECT", redirect or 0, "OPTOUT", "NOLOOP"),
                     ]
-                if claim.fill.write is not None:
-                    commands.append(claim.fill.write)
-                commands += [_CACHING_YES, (kind, *keys)]
+                if fill.write is not None:
+                    commands.append(fill.write)
+                setup = len(commands)
+                if self.per_key:  # a cluster: one slot per command, never CROSSSLOT
+                    commands += [("GET", key) for key in keys]
+                else:
+                    commands.append((fill.command[0], *keys))
                 connection = slot.connection
                 connection.send_packed_command(packed(connection, commands), check_health=False)
-                sent.append((slot, keys, connection, len(commands)))
-            found: dict[str, object] = {}
-            error: rex.ResponseError | None = None
-            written: object = None
-            for slot, keys, connection, count in sent:
-                replies = [_read(connection) for _ in range(count)]
+                sent.append((slot, keys, connection, setup))
+        except BaseException as error:
+            for slot, _ in claim.groups:
+                self._lose(slot, answered=isinstance(error, rex.ResponseError))
+            self.release(claim)
+            raise
+        return Pending(claim, generation, sent)
+
+    def collect(self, pending: Pending) -> Received:
+        """Read the replies of a sent read and release its connections.
+
+        Raises redis-py's exceptions for a lost connection or a refused setup command;
+        error replies to the read or the write are values.
+        """
+        claim = pending.claim
+        values: dict[str, object] = {}
+        written: object = None
+        try:
+            for slot, keys, connection, setup in pending.sent:
+                head = [_read(connection) for _ in range(setup)]
                 if claim.fill.write is not None:
-                    written = replies.pop(-3)  # in sync: its error is the caller's
-                if any(isinstance(reply, rex.ResponseError) for reply in replies[:-1]):
-                    raise next(r for r in replies if isinstance(r, rex.ResponseError))
-                slot.generation = generation
+                    written = head.pop()  # in sync: its error is the caller's
+                data = [_read(connection) for _ in range(len(keys) if self.per_key else 1)]
+                for reply in head:
+                    if isinstance(reply, rex.ResponseError):
+                        raise reply  # a refused CLIENT command: the connection is unusable
+                slot.generation = pending.generation
                 if slot.orphans:  # Redis answers: drop what a lost connection had read
                     orphans, slot.orphans = slot.orphans, set()
                     self.bus.drop(orphans)
-                self._cover(slot, keys)
-                data = replies[-1]
-                if isinstance(data, rex.ResponseError):
-                    error = data  # WRONGTYPE and the like: the connection is still in sync
-                    continue
-                found.update(zip(keys, data if isinstance(data, list) else [data], strict=False))
-            if isinstance(written, rex.ResponseError):
-                raise written
-            if error is not None:
-                raise error
-        except rex.ResponseError as refused:
-            if refused is written or refused is error:
-                raise  # a refused write (READONLY...) or WRONGTYPE: the connection is fine
-            for slot, _ in claim.groups:
-                self._lose(slot, answered=True)
-            raise
+                if not self.per_key:
+                    [reply] = data
+                    data = reply if isinstance(reply, list) else [reply] * len(keys)
+                values.update(zip(keys, data, strict=False))
         except BaseException as error:
             for slot, _ in claim.groups:
                 self._lose(slot, answered=isinstance(error, rex.ResponseError))
             raise
+        finally:
+            self.release(claim)
         self.fills += 1
-        values = [found.get(key) for key in claim.fill.keys]
-        read = values if kind == "MGET" else values[0]
-        return read if claim.fill.write is None else (written, read)
+        # A resubscribe since the send: the read may be tracked for a dead connection.
+        return Received(values, written, tracked=self.generation == pending.generation)
 
     def _cover(self, slot: _Slot, keys: tuple[str, ...]) -> None:
         slot.covered.update(keys)
@@ -332,6 +401,14 @@ class Tracking:
             finally:
                 slot.lock.release()
 
+    def vouched(self) -> set[str]:
+        """Return every key read through this node's fill connections that L1 may hold."""
+        keys: set[str] = set()
+        for slot in self._slots:
+            keys |= slot.covered  # one C call each: safe against a concurrent add
+            keys |= slot.orphans
+        return keys
+
     def forget(self) -> None:
         """Drop every fill connection and what it covered."""
         for slot in self._slots:
@@ -353,9 +430,6 @@ class Tracking:
         self.forget()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
-
-
-_CACHING_YES: Command = ("CLIENT", "CACHING", "YES")
 
 
 def packed(connection: Any, commands: Iterable[Command]) -> list[bytes]:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
+from redis.sentinel import Sentinel
 from returns.result import Result, Success
 
 from tests.redis_topology import RedisClusterServers, RedisSentinelServers, wait_until
@@ -211,19 +213,29 @@ def test_sentinel_connections_find_the_master_again_after_being_dropped(
         cache.close()
 
 
-def _another_process_sees_the_write_after(
-    url: str, options: dict[str, Any], event: Callable[[], object]
+def _another_process_sees_the_writes_after(
+    url: str,
+    options: dict[str, Any],
+    event: Callable[[], object],
+    plain: Callable[[], redis.Redis | RedisCluster],
 ) -> None:
-    """Let another process hold user:1 in L1, run `event`, write, and wait until it sees it."""
+    """Let another process hold keys of every primary in L1, run `event`, then change them
+    through tiercache and through `plain` redis-py; wait until it sees every change."""
     cache = TieredCache.from_url(url, **options)
-    other = OtherProcess(url, options, "user:1")
+    assert cache.bus.mode == "tracking"
+    keys = KEYS[:12]  # over every primary of the cluster
+    other = OtherProcess(url, options, ",".join(keys))
     try:
-        assert isinstance(cache.set("user:1", "before"), Success)
-        held = {"value": "before", "held": True}
-        wait_until(lambda: other.read() == held, "the other L1 to fill")
+        assert isinstance(cache.set_many(dict.fromkeys(keys, "before")), Success)
+        wait_until(lambda: other.read()["held_keys"] == keys, "the other L1 to fill")
         event()
         wait_until(_write_succeeds(cache, "user:1", "after"), "writes to come back", STUCK)
-        wait_until(other.sees("after"), "the other process to see the write", STUCK)
+        wait_until(lambda: other.read()["held_keys"] == keys, "the other L1 to fill again")
+        assert isinstance(cache.set_many(dict.fromkeys(keys[:6], "after")), Success)
+        with plain() as client:
+            for key in keys[6:]:
+                client.set(f"tc:{key}", "after")
+        wait_until(lambda: set(other.read()["values"].values()) == {"after"}, "the writes", STUCK)
     finally:
         cache.close()
         other.close()
@@ -235,7 +247,12 @@ def test_after_a_cluster_failover_another_process_never_keeps_a_stale_copy(
     def failover() -> None:
         redis_cluster.failover(redis_cluster.replica_of(redis_cluster.primary_for("tc:user:1")))
 
-    _another_process_sees_the_write_after(redis_cluster.seed_url, {"cluster": True}, failover)
+    _another_process_sees_the_writes_after(
+        redis_cluster.seed_url,
+        {"cluster": True},
+        failover,
+        lambda: RedisCluster.from_url(redis_cluster.seed_url),
+    )
 
 
 def test_after_a_killed_primary_another_process_never_keeps_a_stale_copy(
@@ -244,14 +261,24 @@ def test_after_a_killed_primary_another_process_never_keeps_a_stale_copy(
     def kill() -> None:
         redis_cluster.kill_primary(redis_cluster.primary_for("tc:user:1"))
 
-    _another_process_sees_the_write_after(redis_cluster.seed_url, {"cluster": True}, kill)
+    _another_process_sees_the_writes_after(
+        redis_cluster.seed_url,
+        {"cluster": True},
+        kill,
+        lambda: RedisCluster.from_url(redis_cluster.seed_url),
+    )
 
 
 def test_after_a_killed_sentinel_master_another_process_never_keeps_a_stale_copy(
     redis_sentinel: RedisSentinelServers,
 ) -> None:
     options = {"sentinels": redis_sentinel.sentinels}
-    _another_process_sees_the_write_after(redis_sentinel.url, options, redis_sentinel.kill_master)
+    _another_process_sees_the_writes_after(
+        redis_sentinel.url,
+        options,
+        redis_sentinel.kill_master,
+        lambda: Sentinel(redis_sentinel.sentinels).master_for(redis_sentinel.service),
+    )
 
 
 def test_each_primary_has_its_own_breaker(redis_cluster: RedisClusterServers) -> None:
@@ -264,3 +291,15 @@ def test_each_primary_has_its_own_breaker(redis_cluster: RedisClusterServers) ->
         assert len({id(breaker) for breaker in breakers.values()}) == len(primaries)
     finally:
         cache.close()
+
+
+def test_another_process_drops_keys_of_every_primary_whoever_writes_them(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    assert len({redis_cluster.primary_for(f"tc:{key}").port for key in KEYS[:12]}) == 3
+    _another_process_sees_the_writes_after(
+        redis_cluster.seed_url,
+        {"cluster": True},
+        lambda: None,
+        lambda: RedisCluster.from_url(redis_cluster.seed_url),
+    )
