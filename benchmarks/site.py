@@ -11,8 +11,10 @@ wrk, a small Python load generator. Subjects, in alternating rounds:
 - ``django-redis``: the same view on django-redis (20 Redis round trips).
 
 All gunicorns stay up for the run, and each round loads every subject for a few seconds,
-back to back. Prints requests/s of each (median of the rounds) and the medians of the
-per-round ratios to ``plain`` and to django-redis, then times the views in-process and
+back to back. Prints requests/s of each (median of the rounds), the medians of the
+per-round ratios to ``plain`` and to django-redis, and the CPU time the workers spent per
+request (from /proc: what a CPU-bound server pays, whatever else the machine runs, with
+its ratio to ``plain``'s). Then it times the views in-process and
 profiles the 20-hit view with cProfile, summed by share (Django's cache proxy, our
 request metrics, backend + policy + L1 + codec, Django's handler). Writes it all to
 `benchmarks/results/site-latest.md`. The figures depend on the machine: say which.
@@ -57,7 +59,7 @@ LABELS = {
     "plain": "plain view, no cache call",
     "tiercache": "20 L1 hits, `cache.get` (Django's proxy)",
     "tiercache-bound": '20 L1 hits, `caches["default"]` once per request',
-    "django-redis": "20 gets, django-redis, `cache.get`",
+    "django-redis": "20 gets, django-redis, `cache.get` (Redis's own CPU not counted)",
 }
 
 
@@ -75,25 +77,30 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     started = time.monotonic()
     rates: dict[str, list[float]] = {name: [] for name in SUBJECTS}
+    cpu: dict[str, list[float]] = {name: [] for name in SUBJECTS}  # workers' s per request
     with private_redis() as base, contextlib.ExitStack() as servers:
         redis_url = f"{base}/0"
         # One gunicorn per backend, all up for the whole run, so that each round loads
         # the subjects back to back, seconds apart: the machine's drift between them is
         # what a per-round ratio cancels.
-        ports = {
+        served = {
             backend: servers.enter_context(_gunicorn(backend, redis_url, args.workers))
             for backend in sorted({backend for backend, _ in SUBJECTS.values()})
         }
         urls = {
-            name: f"http://127.0.0.1:{ports[backend]}{path}"
+            name: f"http://127.0.0.1:{served[backend][0]}{path}"
             for name, (backend, path) in SUBJECTS.items()
         }
         for url in urls.values():
             _load(url, 1.0, args.connections, loader)  # warm every worker's L1
+        workers = {name: _children(served[backend][1]) for name, (backend, _) in SUBJECTS.items()}
         for round_ in range(args.rounds):
             order = list(SUBJECTS) if round_ % 2 == 0 else list(reversed(SUBJECTS))
             for name in order:
-                rates[name].append(_load(urls[name], args.seconds, args.connections, loader))
+                before = _cpu_seconds(workers[name])
+                rate = _load(urls[name], args.seconds, args.connections, loader)
+                cpu[name].append((_cpu_seconds(workers[name]) - before) / (rate * args.seconds))
+                rates[name].append(rate)
             print(
                 f"  round {round_ + 1:2}: "
                 + ", ".join(f"{name} {rates[name][-1]:.0f}" for name in SUBJECTS)
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         servers.close()
         load_after = os.getloadavg()
         elapsed = time.monotonic() - started
-        table = _table(rates)
+        table = _table(rates, cpu)
         print("\n".join(["", *table, ""]))
         profile = _profile(redis_url)
     command = f"python -m benchmarks.site --rounds {args.rounds} --seconds {args.seconds:g}"
@@ -128,19 +135,48 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _table(rates: dict[str, list[float]]) -> list[str]:
-    """Return the Markdown table: median req/s and the medians of per-round ratios."""
+def _table(rates: dict[str, list[float]], cpu: dict[str, list[float]]) -> list[str]:
+    """Return the Markdown table: median req/s, worker CPU, medians of per-round ratios."""
     lines = [
-        f"| subject ({len(rates['plain'])} rounds) | req/s (median) | vs plain | vs django-redis |",
-        "|---|--:|--:|--:|",
+        f"| subject ({len(rates['plain'])} rounds) | req/s | vs plain | vs django-redis "
+        "| workers' CPU per request | plain's CPU / this |",
+        "|---|--:|--:|--:|--:|--:|",
     ]
     for name, values in rates.items():
         vs_plain = _ratio(values, rates["plain"])
         vs_redis = _ratio(values, rates["django-redis"])
+        cpu_ratio = _ratio(cpu["plain"], cpu[name])
         lines.append(
-            f"| {LABELS[name]} | {statistics.median(values):,.0f} | {vs_plain:.2f} | {vs_redis:.2f} |"
+            f"| {LABELS[name]} | {statistics.median(values):,.0f} | {vs_plain:.2f} "
+            f"| {vs_redis:.2f} | {statistics.median(cpu[name]) * 1e6:.0f} µs | {cpu_ratio:.2f} |"
         )
     return lines
+
+
+def _children(master: int) -> list[int]:
+    """Return the pids of the processes whose parent is `master` (gunicorn's workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int(_stat(entry.name)[1]) == master:
+                    found.append(int(entry.name))
+    return found
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """Return the user + system CPU seconds the processes `pids` have used."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = _stat(str(pid))
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: str) -> list[str]:
+    """Return /proc/<pid>/stat's fields after the command name (state, ppid, ...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def _loads(averages: tuple[float, float, float]) -> str:
@@ -153,14 +189,15 @@ def _ratio(these: list[float], those: list[float]) -> float:
 
 
 @contextlib.contextmanager
-def _gunicorn(backend: str, redis_url: str, workers: int) -> Iterator[int]:
+def _gunicorn(backend: str, redis_url: str, workers: int) -> Iterator[tuple[int, int]]:
+    """Serve the site on `backend`; yield the port and the master's pid."""
     env = {
         "BENCH_CACHE": backend,
         "BENCH_REDIS_URL": redis_url,
         "DJANGO_SETTINGS_MODULE": "benchmarks.site_app",
     }
-    with gunicorn("benchmarks.site_app:application", env, workers, "/plain/") as (port, _):
-        yield port
+    with gunicorn("benchmarks.site_app:application", env, workers, "/plain/") as (port, master):
+        yield port, master.pid
 
 
 @contextlib.contextmanager
