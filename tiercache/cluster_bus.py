@@ -194,10 +194,10 @@ class ClusterEars:
 
     def by_node(self, keys: Iterable[str]) -> dict[str, list[str]]:
         """Return `keys` grouped by the primary that owns each; `CacheError` if unknown."""
-        node_of = self.topology.node_of
+        keys = list(keys)
         groups: defaultdict[str, list[str]] = defaultdict(list)
-        for key in keys:
-            groups[node_of(key)].append(key)
+        for key, node in zip(keys, self.topology.nodes_of(keys), strict=True):
+            groups[node].append(key)
         return groups
 
     def held(self, key: str) -> None:

@@ -44,6 +44,8 @@ class ClusterFill:
         #: a fill connection lost before its reply).
         self.again: list[str] = []
         self.values: dict[str, object] = {}
+        #: Keys whose value is an error (a miss in a batch read).
+        self.errors: list[str] = []
         self.tracked: set[str] = set()
         #: The write's reply (with `fill.write`), or the error that it may have met.
         self.written: object = None
@@ -102,13 +104,17 @@ class ClusterFill:
             self.answered.append(node)
             if self.fill.write is not None:
                 self.written = received.written
-            for key, value in received.values.items():
-                if isinstance(value, rex.MovedError | rex.AskError):
+            values = received.values
+            self.values.update(values)
+            if received.tracked:
+                self.tracked.update(values)
+            for key in received.errors:
+                if isinstance(values[key], rex.MovedError | rex.AskError):
                     self.again.append(key)  # not read: the slot is elsewhere now
-                    continue
-                self.values[key] = value
-                if received.tracked:
-                    self.tracked.add(key)
+                    del self.values[key]
+                    self.tracked.discard(key)
+                else:
+                    self.errors.append(key)
 
     @property
     def moved(self) -> bool:
@@ -123,6 +129,7 @@ class ClusterFill:
             return
         else:
             self.values.update(dict.fromkeys(keys, error))
+            self.errors += keys
         self.failed.append(node)
 
     def answer(self, untracked: dict[str, object]) -> tuple[object, Tracked]:
@@ -131,10 +138,12 @@ class ClusterFill:
         `untracked`: what the ordinary path read for `plain` and `again`. A key whose
         read failed is a miss, as in every batch read of a cluster.
         """
-        values = [
-            None if isinstance(value, BaseException) else value
-            for value in (self.values.get(key, untracked.get(key)) for key in self.fill.keys)
-        ]
+        found = self.values
+        if untracked:
+            found = {**untracked, **found}
+        if self.errors:
+            found = {**found, **dict.fromkeys(self.errors)}
+        values = list(map(found.get, self.fill.keys))
         tracked = self.tracked
         everything = len(tracked) == len(self.fill.keys)
         return values, (True if everything else frozenset(tracked) if tracked else False)

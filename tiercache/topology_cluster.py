@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -94,28 +94,37 @@ class ClusterTopology:
             return self._client
 
     def node_of(self, key: str) -> str:
-        """Return the primary that owns `key`'s slot, as redis-py last saw it.
+        """Return the primary that owns `key`'s slot, as redis-py last saw it."""
+        [node] = self.nodes_of((key,))
+        return node
+
+    def nodes_of(self, keys: Iterable[str]) -> list[str]:
+        """Return the primary that owns each key's slot, as redis-py last saw it.
 
         redis-py computes the slot (`redis.crc.key_slot`, what `RedisCluster.keyslot`
         calls after its encoder, which costs twice the CRC for a str) and names its
         primary (`NodesManager.get_node_from_slot`); the name is remembered per slot
         until the slot map changes, since redis-py's lookup (a lock, a few checks) would
-        cost a batch of 100 keys about 100 µs. Raises `CacheUnavailable` when no primary is
-        known for the slot.
+        cost a batch of 100 keys about 100 µs. Raises `CacheUnavailable` when no primary
+        is known for a slot.
         """
         generation, names = self.generation, self._names
         if self._names_generation != generation:
             # A new table: a lookup begun on the old map can only write into the old one.
             names = self._names = [None] * _SLOTS
             self._names_generation = generation
-        slot = key_slot(key.encode())
-        name = names[slot]
-        if name is None:
-            client = self._client or self._shared()
-            try:
-                name = names[slot] = str(client.nodes_manager.get_node_from_slot(slot).name)
-            except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
-                raise CacheUnavailable(f"no primary known for slot {slot}: {exc}") from None
+        found = []
+        for key in keys:
+            slot = key_slot(key.encode())
+            found.append(names[slot] or self._name_of(names, slot))
+        return found
+
+    def _name_of(self, names: list[str | None], slot: int) -> str:
+        client = self._client or self._shared()
+        try:
+            name = names[slot] = str(client.nodes_manager.get_node_from_slot(slot).name)
+        except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
+            raise CacheUnavailable(f"no primary known for slot {slot}: {exc}") from None
         return name
 
     def primaries(self) -> list[str]:

@@ -99,6 +99,8 @@ class Received:
     """The replies of a tracked read: per key (error replies as values), and the write's."""
 
     values: dict[str, object]
+    #: The keys whose reply is an error (WRONGTYPE, MOVED...).
+    errors: list[str]
     written: object
     #: False when the invalidation connection resubscribed meanwhile: L1 must not keep it.
     tracked: bool
@@ -314,13 +316,21 @@ class Tracking:
         """
         claim = pending.claim
         values: dict[str, object] = {}
+        errors: list[str] = []
         written: object = None
         try:
             for slot, keys, connection, setup in pending.sent:
                 head = [_read(connection) for _ in range(setup)]
                 if claim.fill.write is not None:
                     written = head.pop()  # in sync: its error is the caller's
-                data = [_read(connection) for _ in range(len(keys) if self.per_key else 1)]
+                if self.per_key:
+                    _read_each(connection, keys, values, errors)
+                else:
+                    reply = _read(connection)
+                    data = reply if isinstance(reply, list) else [reply] * len(keys)
+                    values.update(zip(keys, data, strict=False))
+                    if isinstance(reply, rex.ResponseError):
+                        errors += keys
                 for reply in head:
                     if isinstance(reply, rex.ResponseError):
                         raise reply  # a refused CLIENT command: the connection is unusable
@@ -328,10 +338,6 @@ class Tracking:
                 if slot.orphans:  # Redis answers: drop what a lost connection had read
                     orphans, slot.orphans = slot.orphans, set()
                     self.bus.drop(orphans)
-                if not self.per_key:
-                    [reply] = data
-                    data = reply if isinstance(reply, list) else [reply] * len(keys)
-                values.update(zip(keys, data, strict=False))
         except BaseException as error:
             for slot, _ in claim.groups:
                 self._lose(slot, answered=isinstance(error, rex.ResponseError))
@@ -340,7 +346,7 @@ class Tracking:
             self.release(claim)
         self.fills += 1
         # A resubscribe since the send: the read may be tracked for a dead connection.
-        return Received(values, written, tracked=self.generation == pending.generation)
+        return Received(values, errors, written, tracked=self.generation == pending.generation)
 
     def _cover(self, slot: _Slot, keys: tuple[str, ...]) -> None:
         slot.covered.update(keys)
@@ -441,6 +447,23 @@ def packed(connection: Any, commands: Iterable[Command]) -> list[bytes]:
     if _pack is not None:
         return [b"".join([_pack(command) for command in commands])]
     return [b"".join(chunk for command in commands for chunk in connection.pack_command(*command))]
+
+
+def _read_each(
+    connection: Any, keys: tuple[str, ...], values: dict[str, object], errors: list[str]
+) -> None:
+    """Read one reply per key into `values`, noting the keys answered with an error.
+
+    The loop of a cluster's batch read (one GET per key): no call per reply but
+    redis-py's own.
+    """
+    read = connection.read_response
+    for key in keys:
+        try:
+            values[key] = read()
+        except rex.ResponseError as error:
+            values[key] = error
+            errors.append(key)
 
 
 def _read(connection: Any) -> object:

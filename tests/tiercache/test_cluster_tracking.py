@@ -119,3 +119,46 @@ def test_a_resubscribing_primary_drops_only_what_it_vouched_for(
         assert held == set(KEYS) - theirs
     finally:
         cache.close()
+
+
+def _move_slot(cluster: RedisClusterServers, key: str, to: int) -> None:
+    """Reshard `key`'s slot, and the key, to the primary on port `to` (redis-cli's steps)."""
+    source = cluster.primary_for(key)
+    with redis.Redis(port=source.port) as old, redis.Redis(port=to) as new:
+        slot = old.execute_command("CLUSTER", "KEYSLOT", key)
+        old_id, new_id = (
+            old.execute_command("CLUSTER", "MYID"),
+            new.execute_command("CLUSTER", "MYID"),
+        )
+        new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", old_id)
+        old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", new_id)
+        for stored in old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            old.execute_command("MIGRATE", "127.0.0.1", to, "", 0, 5000, "KEYS", stored)
+        for port in (to, source.port):
+            with redis.Redis(port=port) as node:
+                node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", new_id)
+    wait_until(lambda: cluster.primary_for(key).port == to, "the slot to move")
+
+
+def test_a_resharded_key_is_tracked_by_its_new_primary(
+    redis_cluster: RedisClusterServers, plain: RedisCluster
+) -> None:
+    cache = TieredCache.from_url(redis_cluster.seed_url, cluster=True, l1_ttl=None)
+    source = redis_cluster.primary_for("tc:user:1")
+    target = next(p for p in redis_cluster.primaries() if p is not source)
+    try:
+        assert isinstance(cache.set("user:1", "old"), Success)
+        assert cache.get("user:1") == Success("old")
+        _move_slot(redis_cluster, "tc:user:1", target.port)
+        # Reads go on (a MOVED read is answered, not kept) until the new primary tracks it.
+        wait_until(lambda: cache.get("user:1") == Success("old"), "a read after the move")
+        assert cache.l1 is not None
+        wait_until(
+            lambda: cache.get("user:1") == Success("old") and cache.l1.get("tc:user:1") == "old",
+            "L1 to hold it again",
+        )
+        plain.set("tc:user:1", "new")
+        wait_until(lambda: cache.get("user:1") == Success("new"), "the holder to drop it")
+    finally:
+        cache.close()
+        _move_slot(redis_cluster, "tc:user:1", source.port)
