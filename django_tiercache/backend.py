@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pickle
 import re
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -141,8 +140,15 @@ class TieredCache(DjangoRedisAPI):
             "max_value_bytes": core.max_value_bytes,
         }
 
-    def redis_health(self) -> dict[str, object]:
-        """Return ping latency, version and memory of Redis; never raises."""
+    def redis_health(self, nodes: Sequence[NodeStatus] | None = None) -> dict[str, object]:
+        """Return ping latency, version and memory of Redis; never raises.
+
+        Redis is reachable when every node the cache sends commands to (each one with a
+        breaker) answered its PING in `nodes` (`node_statuses()`, asked now if not
+        given): one round of PINGs serves the node table and this, so a node that does
+        not answer costs one timeout, not two. The latency is the slowest of theirs.
+        INFO is asked only then.
+        """
         health: dict[str, object] = {
             "reachable": False,
             "latency_ms": None,
@@ -153,10 +159,17 @@ class TieredCache(DjangoRedisAPI):
         if self._backbone.sync_tier is None:
             health["error"] = "no Redis configured (L1 only)"
             return health
+        served = [
+            node for node in (self.node_statuses() if nodes is None else nodes) if node.breaker
+        ]
+        silent = [node for node in served if not node.healthy]
+        if silent or not served:
+            health["error"] = (
+                "; ".join(f"{node.address}: {node.error}" for node in silent) or "no primary found"
+            )
+            return health
+        health["latency_ms"] = max(node.latency_ms or 0.0 for node in served)
         try:
-            started = time.perf_counter()
-            self._backbone.execute(("PING",))
-            health["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
             info = self._backbone.execute(("INFO",))
         except CacheError as error:
             health["error"] = str(error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, cast
 
 from django.conf import settings
@@ -34,8 +35,8 @@ class TieredBackend(Protocol):
         """Return the configuration summary, passwords redacted."""
         ...
 
-    def redis_health(self) -> dict[str, object]:
-        """Return reachable, latency_ms, version, used_memory, error; never raise."""
+    def redis_health(self, nodes: Sequence[NodeStatus] | None = None) -> dict[str, object]:
+        """Return reachable, latency_ms, version, used_memory, error (from `nodes`); never raise."""
         ...
 
     def node_statuses(self) -> list[NodeStatus]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -157,7 +158,12 @@ def build_report(alias: str) -> AliasReport:
         return AliasReport(alias, problem=f"{type(error).__name__}: {error}")
     l1 = cache.l1
     breaker = cache.breaker
-    site: SiteView = metrics_of(cache, alias).site_view()
+    # The nodes' PINGs and the counters' read may each wait up to socket_timeout for a
+    # node that does not answer: overlap them, so that costs the page one wait, not two.
+    with ThreadPoolExecutor(1, thread_name_prefix="tiercache-report") as pool:
+        probing = pool.submit(_probe, cache)
+        site: SiteView = metrics_of(cache, alias).site_view()
+        nodes, health = probing.result()
     namespaces = counters.namespace_stats(site.counts)
     stale_after = reporting_window(cache)
     note = None
@@ -175,8 +181,8 @@ def build_report(alias: str) -> AliasReport:
         breaker_state=breaker.state if breaker is not None else None,
         breaker_outages=breaker.outages if breaker is not None else 0,
         bus_healthy=cache.bus_healthy,
-        redis=cache.redis_health(),
-        nodes=cache.node_statuses(),
+        redis=health,
+        nodes=nodes,
         site_wide=site.site_wide,
         figures_note=note,
         processes=sum(1 for worker in workers if not worker.stale),
@@ -218,6 +224,12 @@ def alias_reports(aliases: list[str] | None = None) -> list[AliasReport]:
 def reporting_window(cache: TieredBackend) -> float:
     """Return how recently a worker must have pushed to count as reporting, not stale."""
     return 3 * cache.options.METRICS_PUSH_INTERVAL + 5.0
+
+
+def _probe(cache: TieredBackend) -> tuple[list[NodeStatus], dict[str, object]]:
+    """Return the nodes' PING answers and the health of Redis, from one round of PINGs."""
+    nodes = cache.node_statuses()
+    return nodes, cache.redis_health(nodes)
 
 
 def _worker_row(process: str, report: Mapping[str, object], stale_after: float) -> WorkerRow:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import redis.exceptions as rex
 from redis.connection import ConnectionInterface
@@ -114,11 +114,7 @@ def _cluster_nodes(tier: ClusterTier) -> list[RedisNode]:
     has failed or has replicated nothing yet (offset 0: a new, idle cluster): the
     operator would not see it. CLUSTER NODES lists every node, failed ones included.
     """
-    try:
-        client = tier.client
-        described = client.cluster_nodes()
-    except (rex.RedisError, rex.RedisClusterException, OSError):
-        described = None
+    described = _described(tier)
     if described:
         found = [
             _cluster_node(address, "master" in str(node["flags"]).split(","))
@@ -133,6 +129,34 @@ def _cluster_nodes(tier: ClusterTier) -> list[RedisNode]:
             return [RedisNode(seed, "seed", seed)]
         found = [_cluster_node(str(node.name), node.server_type == "primary") for node in nodes]
     return sorted(found, key=lambda node: (node.role != "primary", _address_order(node.address)))
+
+
+def _described(tier: ClusterTier) -> dict[str, dict[str, object]] | None:
+    """Return CLUSTER NODES as the first primary to answer gives it (None: none did).
+
+    Every primary redis-py knows is asked at once: one that does not answer would
+    otherwise hold the list up for its socket timeout (twice, with redis-py's
+    `cluster_nodes()` retry), before the PINGs wait for it again.
+    """
+    try:
+        client = tier.client
+        primaries = client.get_primaries()
+    except (rex.RedisError, rex.RedisClusterException, OSError):
+        return None
+    if not primaries:
+        return None
+    pool = ThreadPoolExecutor(len(primaries), thread_name_prefix="tiercache-nodes")
+    try:
+        asked = [
+            pool.submit(client.get_redis_connection(node).execute_command, "CLUSTER NODES")
+            for node in primaries
+        ]
+        for answer in as_completed(asked):
+            if answer.exception() is None and answer.result():
+                return cast("dict[str, dict[str, object]]", answer.result())
+        return None
+    finally:
+        pool.shutdown(wait=False)  # a silent primary's thread ends at its socket timeout
 
 
 def _cluster_node(address: str, primary: bool) -> RedisNode:

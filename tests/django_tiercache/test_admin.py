@@ -179,6 +179,23 @@ def test_a_redis_that_stopped_is_shown_unhealthy_with_its_breaker_open(
     assert "Redis is unreachable" in page
 
 
+def test_one_round_of_pings_serves_the_node_table_and_the_health_line(
+    admin_client: Client, use_caches: Any, private_redis: RedisServer
+) -> None:
+    # No invalidation connection: its heartbeat PINGs would count too.
+    use_caches(private_redis.url, INVALIDATION="off")
+    _use_cache()
+    with redis.Redis(port=private_redis.port) as server:
+        server.config_resetstat()
+
+        page = admin_client.get(URL).content.decode()
+
+        pings = server.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)
+    assert _node_rows(page) == [(f"127.0.0.1:{private_redis.port}", "primary", "yes", "closed")]
+    assert "Redis is unreachable" not in page
+    assert pings == 1
+
+
 def test_every_node_of_a_cluster_is_shown_with_its_role(
     admin_client: Client, use_caches: Any, redis_cluster: RedisClusterServers
 ) -> None:
