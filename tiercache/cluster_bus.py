@@ -144,10 +144,15 @@ class ClusterEars:
         """Return the ears of the primaries heard now."""
         return list(self._ears.values())
 
-    def ear(self, node: str) -> NodeEar:
-        """Return the ear of primary `node`, made on first need."""
+    def ear(self, node: str) -> NodeEar | None:
+        """Return the ear of primary `node`, made on first need; None if not a primary.
+
+        A node named from a slot map that changed meanwhile may be a replica now: it
+        gets no ear (and no listener), and its keys are read untracked until the
+        tiers route them to their new primary.
+        """
         ear = self._ears.get(node)
-        if ear is None:
+        if ear is None and node in self.topology.primaries():
             with self._lock:
                 ear = self._ears.get(node)
                 if ear is None:
@@ -157,7 +162,11 @@ class ClusterEars:
     def start_all(self) -> None:
         """Start hearing every primary (each listener waits for its first subscribe)."""
         for node in self.topology.primaries():
-            self.ear(node).start()
+            with self._lock:
+                ear = self._ears.get(node)
+                if ear is None:
+                    ear = self._ears[node] = self._make(self, node)
+            ear.start()
 
     def health_changed(self) -> None:
         """Keep the bus's `healthy` true only while every primary is heard."""

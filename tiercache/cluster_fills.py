@@ -70,7 +70,8 @@ class ClusterFill:
         ears: ClusterEars, node: str, fill: Fill, allow: Callable[[str], bool], wait: float
     ) -> tuple[Tracking, Claim] | None:
         """Take `node`'s fill connections for `fill`, if it is heard and its breaker allows."""
-        tracking = ears.ear(node).usable()
+        ear = ears.ear(node)
+        tracking = ear.usable() if ear is not None else None
         if tracking is None:
             return None
         claim = tracking.claim(fill, wait)
