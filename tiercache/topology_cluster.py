@@ -8,6 +8,7 @@ when the cache is built only makes its calls fail, never the construction.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import weakref
@@ -64,6 +65,7 @@ class ClusterTopology:
         self.generation = 0
         self._names: list[str | None] = [None] * _SLOTS
         self._names_generation = 0
+        _topologies.add(self)
 
     def _options(self) -> dict[str, Any]:
         options = {**self._kwargs, **client_options(self.settings)}
@@ -171,6 +173,13 @@ class ClusterTopology:
                 )
                 self._watcher.start()
 
+    def after_fork(self) -> None:
+        """Watch again in a forked child: the parent's watcher thread did not come along."""
+        self._lock = threading.Lock()  # the parent's may have been held by another thread
+        watched, self._watcher = self._watcher is not None, None
+        if watched and not self._stopped.is_set():
+            self.watch()
+
     def suspect(self) -> None:
         """Say a node just failed: look at the slot map now, and often for a while."""
         self._urgent_until = time.monotonic() + _URGENT_FOR
@@ -210,6 +219,18 @@ class ClusterTopology:
             client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+#: Every topology of this process, to watch again in a forked child (gunicorn --preload).
+_topologies: weakref.WeakSet[ClusterTopology] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for topology in list(_topologies):
+        topology.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _owners(reply: object) -> dict[tuple[int, int], str]:

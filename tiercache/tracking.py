@@ -164,8 +164,8 @@ class Tracking:
         self.redirect_id = client_id
         self.generation += 1
         self.forget_held()
-        for slot in self._slots:  # the listener clears every L1 right after this
-            slot.orphans = set()
+        # The orphans stay: a cluster primary's ear drops only what it vouched for,
+        # orphans included, right after this (a standalone bus clears every L1).
 
     def held(self, key: str) -> None:
         """Note that L1 took `key` from a tracked read that no invalidation raced."""

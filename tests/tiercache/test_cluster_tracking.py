@@ -6,6 +6,8 @@ with and without failovers); here, what one process sees of its own primaries.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -162,3 +164,22 @@ def test_a_resharded_key_is_tracked_by_its_new_primary(
     finally:
         cache.close()
         _move_slot(redis_cluster, "tc:user:1", source.port)
+
+
+def test_a_forked_child_watches_the_slot_map_itself(redis_cluster: RedisClusterServers) -> None:
+    # Its primaries' ears follow failovers only if it sees the slot map change.
+    cache = TieredCache.from_url(redis_cluster.seed_url, cluster=True)
+    try:
+        assert isinstance(cache.get("user:1"), Success)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: say whether a slot-map watcher runs here
+            watching = any(t.name.startswith("tiercache-cluster") for t in threading.enumerate())
+            os.write(write, b"1" if watching else b"0")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert os.read(read, 1) == b"1"
+        os.close(read)
+        os.close(write)
+    finally:
+        cache.close()
