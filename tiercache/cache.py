@@ -33,7 +33,7 @@ from tiercache.options import CacheOptions
 from tiercache.ports import CacheMetricsProtocol, JSONObject
 from tiercache.redis_tier import AsyncRedisTier
 from tiercache.stampede import Loading, Plan, Stampede, aload, load, make_plan
-from tiercache.topology_nodes import NodeStatus, node_statuses
+from tiercache.topology_nodes import NodeStatus, anode_statuses, node_statuses
 
 __all__ = ["AsyncTieredCache", "TieredCache"]
 
@@ -377,6 +377,17 @@ class AsyncTieredCache(_Shell):
         if isinstance(flow, Failure):
             return flow
         return cast("Result[str, CacheError]", await aload(flow, self._executor, loader))
+
+    async def node_statuses(self) -> list[NodeStatus]:
+        """Return what `TieredCache.node_statuses()` does, PINGing on this event loop.
+
+        All nodes are asked at once on redis.asyncio connections of their own: the loop
+        is never blocked, and this takes at most the connect + socket timeouts.
+        """
+        if self._executor is None:
+            return []
+        tier = registry.per_loop(self._loop_key, self._make_tier, aclose_tier)
+        return await anode_statuses(tier, self._assembly.breaker_for)
 
     async def aclose(self) -> None:
         """Release this cache's connections on the running loop (others close with theirs)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,13 +20,14 @@ import redis
 import redis.asyncio
 import redis.asyncio.sentinel
 import redis.exceptions as rex
+from redis.asyncio.connection import AbstractConnection
 from redis.connection import ConnectionInterface, parse_url
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from tiercache.settings import RedisSettings
 from tiercache.topology import client_options
 
-__all__ = ["SentinelTopology"]
+__all__ = ["SentinelTopology", "replica_states"]
 
 logger = logging.getLogger("tiercache")
 
@@ -94,22 +95,49 @@ class SentinelTopology:
         master = self._master
         return None if master is None else f"{master[0]}:{master[1]}"
 
-    def members(self) -> tuple[str | None, list[str], list[str]]:
+    def members(self) -> tuple[str | None, list[tuple[str, str | None]], list[str]]:
         """Return the master, its replicas and the Sentinels ("host:port" each), as now seen.
 
         The master is the one the Sentinels name (the last one seen if none answers;
-        None if never seen); the replicas are those the Sentinels hand out, so a replica
-        they deem down is left out; the Sentinels are the configured ones.
+        None if never seen). The replicas are all those the first Sentinel to answer
+        `SENTINEL REPLICAS` knows, each with why it deems it down (`down_flags`), so a
+        replica that stopped stays listed. The Sentinels are the configured ones.
         """
         try:
             host, port = self._sentinel.discover_master(self.service)
             master: str | None = f"{host}:{port}"
         except (rex.RedisError, OSError):
             master = self.master_address()
+        replicas: list[tuple[str, str | None]] = []
+        for sentinel in self._sentinel.sentinels:
+            try:
+                replicas = replica_states(sentinel.sentinel_slaves(self.service))
+                break
+            except (rex.RedisError, OSError):
+                continue  # ask the next Sentinel, as redis-py's discover_replicas does
+        return master, replicas, [f"{host}:{port}" for host, port in self.settings.sentinels]
+
+    async def amembers(self) -> tuple[str | None, list[tuple[str, str | None]], list[str]]:
+        """Return what `members()` does, asking the Sentinels with redis.asyncio."""
+        sentinel = redis.asyncio.sentinel.Sentinel(
+            list(self.settings.sentinels), sentinel_kwargs=self._sentinel_kwargs
+        )
         try:
-            replicas = [f"{h}:{p}" for h, p in self._sentinel.discover_replicas(self.service)]
-        except (rex.RedisError, OSError):
-            replicas = []
+            try:
+                host, port = await sentinel.discover_master(self.service)
+                master: str | None = f"{host}:{port}"
+            except (rex.RedisError, OSError):
+                master = self.master_address()
+            replicas: list[tuple[str, str | None]] = []
+            for client in sentinel.sentinels:
+                try:
+                    replicas = replica_states(await client.sentinel_slaves(self.service))
+                    break
+                except (rex.RedisError, OSError):
+                    continue
+        finally:
+            for client in sentinel.sentinels:
+                await client.aclose()
         return master, replicas, [f"{host}:{port}" for host, port in self.settings.sentinels]
 
     def connection_to(self, address: str, *, sentinel: bool = False) -> ConnectionInterface:
@@ -125,6 +153,17 @@ class SentinelTopology:
         kwargs = dict(self._master_kwargs)
         tls = kwargs.pop("connection_class") is _MasterSSLConnection
         connection_class = redis.SSLConnection if tls else redis.Connection
+        return connection_class(host=host, port=int(port), **kwargs)
+
+    def async_connection_to(self, address: str, *, sentinel: bool = False) -> AbstractConnection:
+        """Return what `connection_to` does, as a redis.asyncio connection."""
+        host, _, port = address.rpartition(":")
+        if sentinel:
+            client = redis.asyncio.Redis(host=host, port=int(port), **self._sentinel_kwargs)
+            return client.connection_pool.make_connection()
+        kwargs = dict(self._master_kwargs)
+        tls = kwargs.pop("connection_class") is _MasterSSLConnection
+        connection_class = redis.asyncio.SSLConnection if tls else redis.asyncio.Connection
         return connection_class(host=host, port=int(port), **kwargs)
 
     def open_connection(self, node: str) -> redis.Connection:
@@ -228,6 +267,27 @@ class _AsyncMasterConnection(redis.asyncio.sentinel.SentinelManagedConnection):
 
 class _AsyncMasterSSLConnection(_AsyncMasterConnection, redis.asyncio.SSLConnection):
     """The same over TLS."""
+
+
+#: The flags of `SENTINEL REPLICAS` that say a Sentinel deems a replica down, with the
+#: booleans redis-py's parsed reply carries for them (`Sentinel.filter_replicas` drops
+#: a replica on the first two).
+_DOWN_FLAGS = (("s_down", "is_sdown"), ("o_down", "is_odown"), ("disconnected", "is_disconnected"))
+
+
+def replica_states(reply: Iterable[Mapping[str, Any]]) -> list[tuple[str, str | None]]:
+    """Return each replica of a parsed `SENTINEL REPLICAS` reply as ("host:port", flags).
+
+    `flags` names why the Sentinel deems it down ("s_down", "o_down", "disconnected",
+    comma-separated), or is None when it does not.
+    """
+    return [
+        (
+            f"{state['ip']}:{state['port']}",
+            ",".join(flag for flag, key in _DOWN_FLAGS if state.get(key)) or None,
+        )
+        for state in reply
+    ]
 
 
 def _master_kwargs(settings: RedisSettings) -> dict[str, Any]:
