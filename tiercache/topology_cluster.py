@@ -65,6 +65,8 @@ class ClusterTopology:
         self.generation = 0
         self._names: list[str | None] = [None] * _SLOTS
         self._names_generation = 0
+        # The shared client's slot map missed the last change (its refresh failed).
+        self._stale = False
         _topologies.add(self)
 
     def _options(self) -> dict[str, Any]:
@@ -199,17 +201,20 @@ class ClusterTopology:
             return  # the cluster is unreachable now: look again later
         current = _owners(reply)
         previous, self._slots = self._slots, current
-        if previous is None or previous == current:
+        changed = previous is not None and previous != current
+        if not (changed or self._stale):
             return
-        lost = {node for span, node in previous.items() if current.get(span) != node}
         try:
-            client.nodes_manager.initialize()  # `node_of` and `primaries` see the new map
+            client.nodes_manager.initialize()  # `nodes_of` and `primaries` see the new map
+            self._stale = False
         except (rex.RedisError, rex.RedisClusterException, OSError):
-            self._slots = previous  # not refreshed: say it again at the next look
-            return
+            self._stale = True  # try again at the next look; the tiers refresh anyway
         self.generation += 1
-        for callback in list(self._callbacks):
-            callback(lost)
+        if changed:
+            assert previous is not None
+            lost = {node for span, node in previous.items() if current.get(span) != node}
+            for callback in list(self._callbacks):
+                callback(lost)
 
     def close(self) -> None:
         """Stop watching and close the shared client."""
