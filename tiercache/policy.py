@@ -403,28 +403,9 @@ class TierPolicy:
             return self.failed(wanted[0][1], error)
         if not isinstance(reply, list) or len(reply) != len(wanted):
             reply = [None] * len(wanted)
-        now_ms = self._clock() * 1000
         fill = l1 is not None and bool(tracked) and self.bus.fills_allowed()
-        some = tracked if isinstance(tracked, frozenset) else None
-        fills: list[tuple[str, object, float | None, int]] = []
-        bare: list[tuple[str, object, bytes]] = []
-        for (key, namespace), stored in zip(wanted, reply, strict=True):
-            if not isinstance(stored, bytes):
-                self._miss(namespace)
-                continue
-            raw, left = envelope.unwrap(stored, now_ms)
-            value = self._decode(key, namespace, raw)
-            if value is MISSING:
-                self._miss(namespace)
-                continue
-            self._hit(namespace, "l2")
-            found[key] = value
-            if not fill or (some is not None and key not in some):
-                continue
-            if left is envelope.UNKNOWN:
-                bare.append((key, value, raw))
-            elif left is None or left > 0:
-                fills.append((key, self.codec.to_l1(value, raw), left, len(raw)))
+        keep = (tracked if isinstance(tracked, frozenset) else None) if fill else frozenset()
+        fills, bare = self._decode_batch(wanted, reply, found, keep)
         if bare:
             lefts = yield from self._ask_ttls([key for key, _, _ in bare])
             for (key, value, raw), seconds in zip(bare, lefts, strict=True):
@@ -433,6 +414,53 @@ class TierPolicy:
         if fills and l1 is not None:
             l1.fill_many(fills, since)
         return Success(found)
+
+    def _decode_batch(
+        self,
+        wanted: list[tuple[str, str]],
+        reply: Sequence[object],
+        found: dict[str, object],
+        keep: frozenset[str] | None,
+    ) -> tuple[list[tuple[str, object, float | None, int]], list[tuple[str, object, bytes]]]:
+        """Put the value of each (key, namespace) read into `found`, counting hits and misses.
+
+        Return the L1 fills (key, held, ttl, size) of the keys L1 may keep (`keep`; None:
+        all), and the bare values among them (key, value, raw), whose TTL only PTTL knows.
+        Per key, this loop is most of a cold batch's cost in Python, so the metrics and
+        codec callables are looked up once, before it.
+        """
+        now_ms = self._clock() * 1000
+        fills: list[tuple[str, object, float | None, int]] = []
+        bare: list[tuple[str, object, bytes]] = []
+        metrics = self.metrics
+        hit = metrics.record_hit if metrics is not None else None
+        miss = metrics.record_miss if metrics is not None else None
+        loads, to_l1 = self.codec.loads, self.codec.to_l1
+        unwrap, unknown = envelope.unwrap, envelope.UNKNOWN
+        for (key, namespace), stored in zip(wanted, reply, strict=True):
+            if type(stored) is not bytes:
+                if miss is not None:
+                    miss(namespace)
+                continue
+            raw, left = unwrap(stored, now_ms)
+            try:
+                value = loads(key, raw)
+            except CorruptData as error:
+                error.key = key
+                self._error(namespace, error)
+                if miss is not None:
+                    miss(namespace)
+                continue
+            if hit is not None:
+                hit(namespace, "l2")
+            found[key] = value
+            if keep is not None and key not in keep:
+                continue
+            if left is unknown:
+                bare.append((key, value, raw))
+            elif left is None or left > 0:
+                fills.append((key, to_l1(value, raw), left, len(raw)))
+        return fills, bare
 
     def exists(self, key: str, namespace: str) -> Flow[bool]:
         """Return whether `key` holds a value in any tier."""
