@@ -323,9 +323,8 @@ class MemoryTier:
             if max_bytes is not None and size > max_bytes:
                 self._remove(key)
                 continue
-            old = data.get(key)
-            if old is not None:
-                self._bytes -= old.size  # replaced in place below
+            if key in data:
+                self._bytes -= data[key].size  # replaced in place below
             # A full LRUCache makes room through `popitem`, which reports each eviction.
             data[key] = _Entry(held, None if ttl is None else now + ttl, size, now)
             self._bytes += size

@@ -220,11 +220,13 @@ class CacheOperations:
             wanted = list(keys) if not isinstance(keys, str) else [keys]
         except TypeError:
             return self._invalid(InvalidKey(f"keys must be an iterable of str, not {keys!r}"))
+        # `_key` inlined for the valid keys: one memo lookup each, no call per key.
+        memo = self._keys
         pairs: list[tuple[str, str]] = []
         for key in wanted:
-            resolved = self._key(key)
-            if isinstance(resolved, CacheError):
-                return self._invalid(resolved)
+            resolved = memo[key] if type(key) is str else None
+            if resolved is None:
+                return self._invalid(check_key(key) or InvalidKey(f"key {key!r} is not valid"))
             pairs.append(resolved)
         found = yield from self._named(self.policy.get_many(pairs))
         return found.map(
