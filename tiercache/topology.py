@@ -97,6 +97,8 @@ def watch_again_after_fork(topology: Watcher) -> None:
 
 
 def _after_fork_in_child() -> None:
+    global _hook_once
+    _hook_once = threading.Lock()  # another parent thread may have held it at fork time
     for topology in list(_watchers):
         topology.after_fork()
 
