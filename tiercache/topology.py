@@ -8,6 +8,9 @@ Sentinel implement the same protocol.
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,7 +24,14 @@ from tiercache.settings import RedisSettings
 if TYPE_CHECKING:
     from tiercache.topology_cluster import ClusterTopology
 
-__all__ = ["Nodes", "StandaloneTopology", "Topology", "client_options", "make_topology"]
+__all__ = [
+    "Nodes",
+    "StandaloneTopology",
+    "Topology",
+    "client_options",
+    "make_topology",
+    "watch_again_after_fork",
+]
 
 
 class Nodes(Protocol):
@@ -56,6 +66,41 @@ class Topology(Nodes, Protocol):
     def async_client(self) -> redis.asyncio.Redis:
         """Return a new asyncio client; bind it to one event loop only."""
         ...
+
+
+class Watcher(Protocol):
+    """A topology that watches its nodes from a thread of its own."""
+
+    def after_fork(self) -> None:
+        """Watch again in a forked child (if it watched): threads do not survive a fork."""
+        ...
+
+
+#: Every watching topology of this process, to watch again in a forked child.
+_watchers: weakref.WeakSet[Watcher] = weakref.WeakSet()
+_hook_once = threading.Lock()
+_hooked = threading.Event()
+
+
+def watch_again_after_fork(topology: Watcher) -> None:
+    """Have a forked child (gunicorn --preload) call `topology.after_fork()`.
+
+    Without it the child would never hear of a failover: its L1 would keep what a dead
+    master or primary vouched for. The hook is registered on first need, so it runs
+    after the registry's (already imported by then), which resets listeners and buses.
+    """
+    with _hook_once:
+        if not _hooked.is_set():
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _hooked.set()
+        _watchers.add(topology)
+
+
+def _after_fork_in_child() -> None:
+    global _hook_once
+    _hook_once = threading.Lock()  # another parent thread may have held it at fork time
+    for topology in list(_watchers):
+        topology.after_fork()
 
 
 def client_options(settings: RedisSettings) -> dict[str, Any]:

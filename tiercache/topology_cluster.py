@@ -8,7 +8,6 @@ when the cache is built only makes its calls fail, never the construction.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import weakref
@@ -25,7 +24,7 @@ from redis.crc import key_slot
 
 from tiercache.errors import CacheUnavailable
 from tiercache.settings import RedisSettings
-from tiercache.topology import client_options
+from tiercache.topology import client_options, watch_again_after_fork
 
 __all__ = ["ANY_NODE", "ClusterTopology"]
 
@@ -67,7 +66,7 @@ class ClusterTopology:
         self._names_generation = 0
         # The shared client's slot map missed the last change (its refresh failed).
         self._stale = False
-        _topologies.add(self)
+        watch_again_after_fork(self)
 
     def _options(self) -> dict[str, Any]:
         options = {**self._kwargs, **client_options(self.settings)}
@@ -224,18 +223,6 @@ class ClusterTopology:
             client, self._client = self._client, None
         if client is not None:
             client.close()
-
-
-#: Every topology of this process, to watch again in a forked child (gunicorn --preload).
-_topologies: weakref.WeakSet[ClusterTopology] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for topology in list(_topologies):
-        topology.after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _owners(reply: object) -> dict[tuple[int, int], str]:

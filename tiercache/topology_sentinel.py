@@ -25,7 +25,7 @@ from redis.connection import ConnectionInterface, parse_url
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from tiercache.settings import RedisSettings
-from tiercache.topology import client_options
+from tiercache.topology import client_options, watch_again_after_fork
 
 __all__ = ["SentinelTopology", "replica_states"]
 
@@ -55,6 +55,7 @@ class SentinelTopology:
         self._watcher: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        watch_again_after_fork(self)
 
     def sync_client(self) -> redis.Redis:
         """Return a client of the current master (its connections find the master anew)."""
@@ -181,6 +182,11 @@ class SentinelTopology:
         """Call `callback` with the node when the Sentinels name another master."""
         with self._lock:
             self._callbacks.append(callback)
+        self.watch()
+
+    def watch(self) -> None:
+        """Ask the Sentinels for the master every `watch_interval` seconds, from a thread."""
+        with self._lock:
             if self._watcher is None:
                 self._watcher = threading.Thread(
                     target=_watch,
@@ -189,6 +195,13 @@ class SentinelTopology:
                     daemon=True,
                 )
                 self._watcher.start()
+
+    def after_fork(self) -> None:
+        """Watch again in a forked child: the parent's watcher thread did not come along."""
+        self._lock = threading.Lock()  # the parent's may have been held by another thread
+        watched, self._watcher = self._watcher is not None, None
+        if watched and not self._stopped.is_set():
+            self.watch()
 
     def look(self) -> None:
         """Ask the Sentinels for the master; tell the callbacks if it moved."""

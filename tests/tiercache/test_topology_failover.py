@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -209,6 +210,27 @@ def test_sentinel_connections_find_the_master_again_after_being_dropped(
             wait_until(_write_succeeds(cache, "user:2", "two"), "writes after the kill", STUCK)
             assert master.get("tc:user:2") is not None
         assert cache.get("user:1") == Success("one")
+    finally:
+        cache.close()
+
+
+def test_a_forked_child_watches_the_sentinel_master_itself(
+    redis_sentinel: RedisSentinelServers,
+) -> None:
+    # A gunicorn --preload worker drops the old master's keys only if it sees the move.
+    cache = TieredCache.from_url(redis_sentinel.url, sentinels=redis_sentinel.sentinels)
+    try:
+        assert isinstance(cache.get("user:1"), Success)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: say whether a master watcher runs here
+            watching = any(t.name.startswith("tiercache-sentinel") for t in threading.enumerate())
+            os.write(write, b"1" if watching else b"0")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert os.read(read, 1) == b"1"
+        os.close(read)
+        os.close(write)
     finally:
         cache.close()
 
