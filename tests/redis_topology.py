@@ -10,9 +10,11 @@ processes restarted on their ports, every replica linked. Processes stop by PID.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -71,6 +73,25 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = _READY
         if time.monotonic() - start > timeout:
             raise TopologyNotReady(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+def a_forked_child_runs(thread_prefix: str) -> bool:
+    """Fork; return whether the child runs a thread whose name starts with `thread_prefix`.
+
+    Threads do not survive a fork: a topology must start its watcher again in the child.
+    """
+    read, write = os.pipe()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: say, and leave at once
+            running = any(t.name.startswith(thread_prefix) for t in threading.enumerate())
+            os.write(write, b"1" if running else b"0")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        return os.read(read, 1) == b"1"
+    finally:
+        os.close(read)
+        os.close(write)
 
 
 def _admin(port: int) -> redis.Redis:

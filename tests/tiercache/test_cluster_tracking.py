@@ -6,8 +6,6 @@ with and without failovers); here, what one process sees of its own primaries.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +13,7 @@ import redis
 from redis.cluster import RedisCluster
 from returns.result import Success
 
-from tests.redis_topology import RedisClusterServers, wait_until
+from tests.redis_topology import RedisClusterServers, a_forked_child_runs, wait_until
 from tiercache import TieredCache
 from tiercache.memory import MISSING
 
@@ -171,15 +169,6 @@ def test_a_forked_child_watches_the_slot_map_itself(redis_cluster: RedisClusterS
     cache = TieredCache.from_url(redis_cluster.seed_url, cluster=True)
     try:
         assert isinstance(cache.get("user:1"), Success)
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: say whether a slot-map watcher runs here
-            watching = any(t.name.startswith("tiercache-cluster") for t in threading.enumerate())
-            os.write(write, b"1" if watching else b"0")
-            os._exit(0)
-        os.waitpid(pid, 0)
-        assert os.read(read, 1) == b"1"
-        os.close(read)
-        os.close(write)
+        assert a_forked_child_runs("tiercache-cluster")
     finally:
         cache.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -23,7 +22,12 @@ from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 from returns.result import Result, Success
 
-from tests.redis_topology import RedisClusterServers, RedisSentinelServers, wait_until
+from tests.redis_topology import (
+    RedisClusterServers,
+    RedisSentinelServers,
+    a_forked_child_runs,
+    wait_until,
+)
 from tiercache import AsyncTieredCache, CacheError, TieredCache
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -221,16 +225,7 @@ def test_a_forked_child_watches_the_sentinel_master_itself(
     cache = TieredCache.from_url(redis_sentinel.url, sentinels=redis_sentinel.sentinels)
     try:
         assert isinstance(cache.get("user:1"), Success)
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: say whether a master watcher runs here
-            watching = any(t.name.startswith("tiercache-sentinel") for t in threading.enumerate())
-            os.write(write, b"1" if watching else b"0")
-            os._exit(0)
-        os.waitpid(pid, 0)
-        assert os.read(read, 1) == b"1"
-        os.close(read)
-        os.close(write)
+        assert a_forked_child_runs("tiercache-sentinel")
     finally:
         cache.close()
 
