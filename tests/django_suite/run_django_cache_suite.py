@@ -693,42 +693,94 @@ def run_in_subprocess(
     timeout: float = 600.0,
 ) -> tuple[SuiteResult, subprocess.CompletedProcess[str]]:
     """Run the suite for ``spec`` in a fresh interpreter; return its result and process."""
-    cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--cache-dir",
-        str(cache_dir),
-        "run",
-        "--label",
-        spec.label,
-        "--backend",
-        spec.backend,
-        "--location",
-        spec.location,
-        "--options",
-        json.dumps(spec.options),
-        "--verbosity",
-        str(verbosity),
-    ]
-    for app in spec.extra_apps:
-        cmd += ["--extra-app", app]
-    for name in only:
-        cmd += ["--only", name]
-    if not flush:
-        cmd.append("--no-flush")
-    env = dict(os.environ)
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO_ROOT, check=False
-    )
-    result = parse_result_line(proc.stdout)
-    if result is None:
-        raise SuiteCrashedError(
-            f"django suite for {spec.label} exited {proc.returncode} without a result line\n"
-            f"--- stdout (tail) ---\n{proc.stdout[-4000:]}\n"
-            f"--- stderr (tail) ---\n{proc.stderr[-8000:]}"
+    started = SuiteProcess(spec, cache_dir=cache_dir, only=only, verbosity=verbosity, flush=flush)
+    return started.wait(timeout)
+
+
+class SuiteProcess:
+    """The suite for one backend, running in a fresh interpreter from construction on.
+
+    Several may run at once: Django's suite mostly sleeps in its expiry tests, so the
+    runs overlap well. Their output goes to files, not pipes, so none blocks on a full
+    pipe while another is awaited.
+    """
+
+    def __init__(
+        self,
+        spec: BackendSpec,
+        *,
+        cache_dir: Path = DEFAULT_CACHE_DIR,
+        only: Sequence[str] = (),
+        verbosity: int = 1,
+        flush: bool = True,
+    ) -> None:
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--cache-dir",
+            str(cache_dir),
+            "run",
+            "--label",
+            spec.label,
+            "--backend",
+            spec.backend,
+            "--location",
+            spec.location,
+            "--options",
+            json.dumps(spec.options),
+            "--verbosity",
+            str(verbosity),
+        ]
+        for app in spec.extra_apps:
+            cmd += ["--extra-app", app]
+        for name in only:
+            cmd += ["--only", name]
+        if not flush:
+            cmd.append("--no-flush")
+        env = dict(os.environ)
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        self.spec = spec
+        self._cmd = cmd
+        self._stdout = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        self._process = subprocess.Popen(
+            cmd, stdout=self._stdout, stderr=self._stderr, text=True, env=env, cwd=REPO_ROOT
         )
-    return result, proc
+        self._outcome: tuple[SuiteResult, subprocess.CompletedProcess[str]] | None = None
+
+    def wait(self, timeout: float) -> tuple[SuiteResult, subprocess.CompletedProcess[str]]:
+        """Return the run's result and process once it has ended (at most `timeout` s)."""
+        if self._outcome is not None:
+            return self._outcome
+        try:
+            returncode = self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+            raise
+        outputs = []
+        for stream in (self._stdout, self._stderr):
+            stream.seek(0)
+            outputs.append(stream.read())
+            stream.close()
+        proc = subprocess.CompletedProcess(self._cmd, returncode, outputs[0], outputs[1])
+        result = parse_result_line(proc.stdout)
+        if result is None:
+            raise SuiteCrashedError(
+                f"django suite for {self.spec.label} exited {proc.returncode} without a result "
+                f"line\n--- stdout (tail) ---\n{proc.stdout[-4000:]}\n"
+                f"--- stderr (tail) ---\n{proc.stderr[-8000:]}"
+            )
+        self._outcome = (result, proc)
+        return self._outcome
+
+    def stop(self) -> None:
+        """End the run if nobody waited for it (a test deselected or failed early)."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        for stream in (self._stdout, self._stderr):
+            stream.close()
 
 
 @dataclass

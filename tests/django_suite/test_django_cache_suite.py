@@ -34,16 +34,18 @@ from tests.django_suite.run_django_cache_suite import (
     EXPECTED_FAILURE,
     PASSED,
     SKIPPED,
+    BackendSpec,
     Comparison,
+    SuiteProcess,
     SuiteResult,
     builtin_spec,
     candidate_spec,
     ensure_django_tests,
-    run_in_subprocess,
 )
 
 if TYPE_CHECKING:
     import subprocess
+    from collections.abc import Iterator
 
     from tests.redis_server import RedisServer
     from tests.redis_topology import RedisClusterServers, RedisSentinelServers
@@ -99,13 +101,61 @@ def _server_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-@pytest.fixture(scope="session")
-def builtin_result(redis_server: RedisServer) -> SuiteResult:
+@pytest.fixture(scope="module")
+def suites(
+    redis_server: RedisServer,
+    _cluster_servers: RedisClusterServers,
+    _sentinel_servers: RedisSentinelServers,
+) -> Iterator[dict[str, SuiteProcess]]:
+    """Django's suite for the built-in backend and for ours on every topology, at once.
+
+    A run mostly sleeps in Django's expiry tests (~15 s each), so the four overlap: the
+    module takes about one run's time, not four. The tests here ask for no per-test
+    topology fixture, whose flush would reach a run still going; this one empties them
+    once, before any run starts, and ends any run no test waited for.
+    """
+    ensure_django_tests(quiet=True)  # fetch once, before any subprocess
+    url = _server_url(redis_server)
+    _cluster_servers.heal()
+    _cluster_servers.flushall()
+    _sentinel_servers.heal()
+    _sentinel_servers.flushall()
+
+    def candidate(location: str, db: int, label: str, **options: object) -> BackendSpec:
+        return candidate_spec(
+            location,
+            db,
+            label=label,
+            backend=CANDIDATE_BACKEND,
+            options={**CANDIDATE_OPTIONS, **options},
+            extra_apps=CANDIDATE_EXTRA_APPS,
+        )
+
+    sentinels = [[host, port] for host, port in _sentinel_servers.sentinels]
+    started = {
+        "builtin": SuiteProcess(builtin_spec(url, BUILTIN_DB)),
+        "standalone": SuiteProcess(candidate(url, CANDIDATE_DB, CANDIDATE_LABEL)),
+        # A cluster has database 0 only. The fixtures were emptied above: the runner's
+        # own FLUSHDB would reach one cluster node, and cannot resolve a Sentinel service.
+        "cluster": SuiteProcess(
+            candidate(_cluster_servers.seed_url, 0, f"{CANDIDATE_LABEL}-cluster", CLUSTER=True),
+            flush=False,
+        ),
+        "sentinel": SuiteProcess(
+            # redis://<service>/0: the host names the Sentinel service
+            candidate(_sentinel_servers.url, 0, f"{CANDIDATE_LABEL}-sentinel", SENTINELS=sentinels),
+            flush=False,
+        ),
+    }
+    yield started
+    for run in started.values():
+        run.stop()
+
+
+@pytest.fixture(scope="module")
+def builtin_result(suites: dict[str, SuiteProcess]) -> SuiteResult:
     """Django's suite against django.core.cache.backends.redis.RedisCache."""
-    ensure_django_tests(quiet=True)  # fetch once, before either subprocess
-    result, _ = run_in_subprocess(
-        builtin_spec(_server_url(redis_server), BUILTIN_DB), timeout=SUITE_TIMEOUT
-    )
+    result, _ = suites["builtin"].wait(SUITE_TIMEOUT)
     return result
 
 
@@ -123,17 +173,9 @@ def test_builtin_redis_backend_passes_django_suite(builtin_result: SuiteResult) 
 
 
 def test_tiercache_backend_passes_what_builtin_passes(
-    builtin_result: SuiteResult, redis_server: RedisServer
+    builtin_result: SuiteResult, suites: dict[str, SuiteProcess]
 ) -> None:
-    spec = candidate_spec(
-        _server_url(redis_server),
-        CANDIDATE_DB,
-        label=CANDIDATE_LABEL,
-        backend=CANDIDATE_BACKEND,
-        options=CANDIDATE_OPTIONS,
-        extra_apps=CANDIDATE_EXTRA_APPS,
-    )
-    candidate, proc = run_in_subprocess(spec, timeout=SUITE_TIMEOUT)
+    candidate, proc = suites["standalone"].wait(SUITE_TIMEOUT)
     if candidate.fatal is not None:
         _write_report([builtin_result.summary_line(), candidate.summary_line()])
         if candidate.fatal.get("kind") == "backend-module-missing":
@@ -149,18 +191,9 @@ def test_tiercache_backend_passes_what_builtin_passes(
 
 
 def test_tiercache_backend_on_a_redis_cluster_passes_what_builtin_passes(
-    builtin_result: SuiteResult, redis_cluster: RedisClusterServers
+    builtin_result: SuiteResult, suites: dict[str, SuiteProcess]
 ) -> None:
-    spec = candidate_spec(
-        redis_cluster.seed_url,
-        0,  # a cluster has database 0 only
-        label=f"{CANDIDATE_LABEL}-cluster",
-        backend=CANDIDATE_BACKEND,
-        options={**CANDIDATE_OPTIONS, "CLUSTER": True},
-        extra_apps=CANDIDATE_EXTRA_APPS,
-    )
-    # The fixture emptied every primary; the runner's own FLUSHDB would reach one node.
-    candidate, proc = run_in_subprocess(spec, timeout=SUITE_TIMEOUT, flush=False)
+    candidate, proc = suites["cluster"].wait(SUITE_TIMEOUT)
     assert candidate.fatal is None, candidate.fatal.get("traceback", candidate.fatal)
     comparison = Comparison(builtin_result, candidate)
     lines = comparison.report_lines()
@@ -169,21 +202,9 @@ def test_tiercache_backend_on_a_redis_cluster_passes_what_builtin_passes(
 
 
 def test_tiercache_backend_behind_sentinel_passes_what_builtin_passes(
-    builtin_result: SuiteResult, redis_sentinel: RedisSentinelServers
+    builtin_result: SuiteResult, suites: dict[str, SuiteProcess]
 ) -> None:
-    spec = candidate_spec(
-        redis_sentinel.url,  # redis://<service>/0: the host names the Sentinel service
-        0,
-        label=f"{CANDIDATE_LABEL}-sentinel",
-        backend=CANDIDATE_BACKEND,
-        options={
-            **CANDIDATE_OPTIONS,
-            "SENTINELS": [[host, port] for host, port in redis_sentinel.sentinels],
-        },
-        extra_apps=CANDIDATE_EXTRA_APPS,
-    )
-    # The fixture emptied the master; the runner's own FLUSHDB cannot resolve a service.
-    candidate, proc = run_in_subprocess(spec, timeout=SUITE_TIMEOUT, flush=False)
+    candidate, proc = suites["sentinel"].wait(SUITE_TIMEOUT)
     assert candidate.fatal is None, candidate.fatal.get("traceback", candidate.fatal)
     comparison = Comparison(builtin_result, candidate)
     lines = comparison.report_lines()
