@@ -190,23 +190,15 @@ def test_tiercache_backend_passes_what_builtin_passes(
     _assert_no_regressions(comparison, proc, CANDIDATE_BACKEND)
 
 
-def test_tiercache_backend_on_a_redis_cluster_passes_what_builtin_passes(
-    builtin_result: SuiteResult, suites: dict[str, SuiteProcess]
+@pytest.mark.parametrize(
+    ("run", "where"), [("cluster", "on a Redis Cluster"), ("sentinel", "behind Redis Sentinel")]
+)
+def test_tiercache_backend_on_each_topology_passes_what_builtin_passes(
+    builtin_result: SuiteResult, suites: dict[str, SuiteProcess], run: str, where: str
 ) -> None:
-    candidate, proc = suites["cluster"].wait(SUITE_TIMEOUT)
+    candidate, proc = suites[run].wait(SUITE_TIMEOUT)
     assert candidate.fatal is None, candidate.fatal.get("traceback", candidate.fatal)
     comparison = Comparison(builtin_result, candidate)
     lines = comparison.report_lines()
     print("\n" + "\n".join(lines))
-    _assert_no_regressions(comparison, proc, f"{CANDIDATE_BACKEND} on a Redis Cluster")
-
-
-def test_tiercache_backend_behind_sentinel_passes_what_builtin_passes(
-    builtin_result: SuiteResult, suites: dict[str, SuiteProcess]
-) -> None:
-    candidate, proc = suites["sentinel"].wait(SUITE_TIMEOUT)
-    assert candidate.fatal is None, candidate.fatal.get("traceback", candidate.fatal)
-    comparison = Comparison(builtin_result, candidate)
-    lines = comparison.report_lines()
-    print("\n" + "\n".join(lines))
-    _assert_no_regressions(comparison, proc, f"{CANDIDATE_BACKEND} behind Redis Sentinel")
+    _assert_no_regressions(comparison, proc, f"{CANDIDATE_BACKEND} {where}")
